@@ -1,0 +1,170 @@
+//! Ring configuration: everything the spec calls "configuration, not code
+//! edits" — M, K, both hash functions, the probing rule and the request key.
+
+use serde::{Deserialize, Serialize};
+
+use crate::named::named_enum;
+use crate::{HashFn, RingError};
+
+/// Slots on the ring by default (the assignment's M).
+pub const DEFAULT_SLOTS: u32 = 512;
+/// Virtual nodes per replica by default (the assignment's K = log2 M).
+pub const DEFAULT_VNODES: u32 = 9;
+/// The largest M accepted: the lookup table costs 8 bytes a slot, so this caps
+/// one ring at 32 MiB.
+pub const MAX_SLOTS: u32 = 1 << 22;
+/// The largest K accepted.
+pub const MAX_VNODES: u32 = 4096;
+
+named_enum! {
+    /// How a virtual node whose home slot is taken finds a slot.
+    ///
+    /// - `linear`: the next free slot clockwise (the spec's rule).
+    /// - `quadratic`: `home + t²` for t = 1, 2, …; if that sequence finds no
+    ///   free slot in M steps (it need not visit every slot), linear probing
+    ///   from the home slot takes over, so a ring that fits always builds.
+    /// - `shared`: no probing; virtual nodes may share a slot and are ordered
+    ///   within it by (replica id, index). The only rule under which removing
+    ///   a replica moves no key between two other replicas.
+    pub enum Probing as "probing rule" {
+        Linear => "linear",
+        Quadratic => "quadratic",
+        Shared => "shared",
+    }
+}
+
+named_enum! {
+    /// Where the data plane takes a request's key from.
+    ///
+    /// - `request-id`: the integer in `X-Request-ID` when the client sends
+    ///   one (a non-integer value is hashed, so it is still sticky), else a
+    ///   random 6-digit id (the spec's rule).
+    /// - `random`: always a random 6-digit id.
+    /// - `client-ip`: the client's IP address (session affinity).
+    /// - `path`: the request path without the query (cache affinity).
+    pub enum KeySource as "key source" {
+        RequestId => "request-id",
+        Random => "random",
+        ClientIp => "client-ip",
+        Path => "path",
+    }
+}
+
+/// A complete ring configuration. The default is the spec's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingConfig {
+    /// Slots on the ring (M).
+    pub slots: u32,
+    /// Virtual nodes per replica (K).
+    pub vnodes: u32,
+    /// Hash of a request key to its slot.
+    pub request_hash: HashFn,
+    /// Hash of a (replica id, virtual node index) pair to its home slot.
+    pub vnode_hash: HashFn,
+    /// Collision rule for virtual nodes.
+    pub probing: Probing,
+    /// Where the request key comes from.
+    pub key_source: KeySource,
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        RingConfig {
+            slots: DEFAULT_SLOTS,
+            vnodes: DEFAULT_VNODES,
+            request_hash: HashFn::Spec,
+            vnode_hash: HashFn::Spec,
+            probing: Probing::Linear,
+            key_source: KeySource::RequestId,
+        }
+    }
+}
+
+impl RingConfig {
+    /// Check the configuration on its own (membership is checked at build).
+    pub fn validate(&self) -> Result<(), RingError> {
+        if self.slots == 0 {
+            return Err(RingError::ZeroSlots);
+        }
+        if self.slots > MAX_SLOTS {
+            return Err(RingError::TooManySlots(self.slots.into()));
+        }
+        if self.vnodes == 0 {
+            return Err(RingError::ZeroVnodes);
+        }
+        if self.vnodes > MAX_VNODES {
+            return Err(RingError::TooManyVnodes(self.vnodes.into()));
+        }
+        if self.probing != Probing::Shared && self.vnodes > self.slots {
+            return Err(RingError::VnodesExceedSlots {
+                vnodes: self.vnodes,
+                slots: self.slots,
+            });
+        }
+        Ok(())
+    }
+
+    /// How many replicas fit on a ring of this configuration (`None`: no limit).
+    pub fn max_replicas(&self) -> Option<usize> {
+        match self.probing {
+            Probing::Shared => None,
+            _ => Some((self.slots / self.vnodes.max(1)) as usize),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_the_spec() {
+        let c = RingConfig::default();
+        assert_eq!((c.slots, c.vnodes), (512, 9));
+        assert_eq!(c.request_hash, HashFn::Spec);
+        assert_eq!(c.probing, Probing::Linear);
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.max_replicas(), Some(56));
+    }
+
+    #[test]
+    fn impossible_configs_are_errors() {
+        let base = RingConfig::default();
+        let zero_m = RingConfig { slots: 0, ..base };
+        assert_eq!(zero_m.validate(), Err(RingError::ZeroSlots));
+        let zero_k = RingConfig { vnodes: 0, ..base };
+        assert_eq!(zero_k.validate(), Err(RingError::ZeroVnodes));
+        let k_over_m = RingConfig {
+            slots: 8,
+            vnodes: 9,
+            ..base
+        };
+        assert_eq!(
+            k_over_m.validate(),
+            Err(RingError::VnodesExceedSlots {
+                vnodes: 9,
+                slots: 8
+            })
+        );
+        let huge_m = RingConfig {
+            slots: MAX_SLOTS + 1,
+            ..base
+        };
+        assert!(matches!(huge_m.validate(), Err(RingError::TooManySlots(_))));
+    }
+
+    #[test]
+    fn serde_uses_the_registry_names() {
+        let json = serde_json::to_string(&RingConfig::default()).expect("serializes");
+        assert_eq!(
+            json,
+            r#"{"slots":512,"vnodes":9,"request_hash":"spec","vnode_hash":"spec","probing":"linear","key_source":"request-id"}"#
+        );
+        let back: RingConfig = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, RingConfig::default());
+        let bad = json.replace("\"linear\"", "\"cubic\"");
+        let err = serde_json::from_str::<RingConfig>(&bad).unwrap_err();
+        assert!(err.to_string().contains("unknown probing rule 'cubic'"), "{err}");
+    }
+}
