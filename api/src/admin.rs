@@ -1,0 +1,195 @@
+//! Parsing and validating the bodies of `POST /add` and `DELETE /rm`.
+//!
+//! Everything that can be checked without knowing the replica set is checked
+//! here; what depends on it (a name already present, an unknown name, more
+//! removals than replicas) is the control plane's job. Unknown fields are
+//! ignored, like the reference implementation does.
+
+use serde_json::Value;
+
+/// Which admin request a body belongs to (their error texts differ).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminOp {
+    Add,
+    Remove,
+}
+
+/// A validated `/add` or `/rm` request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScaleRequest {
+    /// How many replicas to add or remove (at least 1).
+    pub n: usize,
+    /// Names to add or remove first, distinct and valid, at most `n`.
+    pub hostnames: Vec<String>,
+}
+
+/// What is wrong with an admin request. `Display` is the text after `<Error> `.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    #[error("Malformed JSON body: {0}")]
+    MalformedJson(String),
+    #[error("Request body must be a JSON object")]
+    NotAnObject,
+    #[error("Missing field 'n'")]
+    MissingN,
+    #[error("Field 'n' must be an integer between 1 and {max}, got {got}")]
+    BadN { got: String, max: u64 },
+    #[error("Field 'hostnames' must be a list of strings, got {0}")]
+    BadHostnames(String),
+    #[error("Length of hostname list is more than newly added instances")]
+    TooManyHostnamesToAdd,
+    #[error("Length of hostname list is more than removable instances")]
+    TooManyHostnamesToRemove,
+    #[error("Invalid hostname '{0}': a name is 1 to 63 characters of [a-zA-Z0-9_.-] starting with a letter or digit")]
+    InvalidHostname(String),
+    #[error("Hostname '{0}' appears more than once in 'hostnames'")]
+    DuplicateHostname(String),
+}
+
+/// The longest replica name (Docker's container-name rule allows 63 here).
+pub const MAX_NAME_LEN: usize = 63;
+
+/// Whether `name` is a valid replica (container) name:
+/// `[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}`.
+pub fn is_valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    match bytes.first() {
+        Some(first) if first.is_ascii_alphanumeric() => {
+            bytes.len() <= MAX_NAME_LEN
+                && bytes[1..]
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        }
+        _ => false,
+    }
+}
+
+/// Parse and validate an `/add` or `/rm` body. `max_n` caps `n`.
+pub fn parse_scale_request(op: AdminOp, body: &[u8], max_n: u64) -> Result<ScaleRequest, AdminError> {
+    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_slice(body).map_err(|e| AdminError::MalformedJson(e.to_string()))?
+    };
+    let Value::Object(fields) = value else {
+        return Err(AdminError::NotAnObject);
+    };
+    let n = match fields.get("n") {
+        None | Some(Value::Null) => return Err(AdminError::MissingN),
+        Some(raw) => match raw.as_u64() {
+            Some(n) if (1..=max_n).contains(&n) => n as usize,
+            _ => {
+                return Err(AdminError::BadN {
+                    got: raw.to_string(),
+                    max: max_n,
+                });
+            }
+        },
+    };
+    let hostnames = match fields.get("hostnames") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(name) => Ok(name.clone()),
+                other => Err(AdminError::BadHostnames(other.to_string())),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(other) => return Err(AdminError::BadHostnames(other.to_string())),
+    };
+    if hostnames.len() > n {
+        return Err(match op {
+            AdminOp::Add => AdminError::TooManyHostnamesToAdd,
+            AdminOp::Remove => AdminError::TooManyHostnamesToRemove,
+        });
+    }
+    for (i, name) in hostnames.iter().enumerate() {
+        if op == AdminOp::Add && !is_valid_name(name) {
+            return Err(AdminError::InvalidHostname(name.clone()));
+        }
+        if hostnames[..i].contains(name) {
+            return Err(AdminError::DuplicateHostname(name.clone()));
+        }
+    }
+    Ok(ScaleRequest { n, hostnames })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(body: &str) -> Result<ScaleRequest, String> {
+        parse_scale_request(AdminOp::Add, body.as_bytes(), 100).map_err(|e| e.to_string())
+    }
+
+    fn rm(body: &str) -> Result<ScaleRequest, String> {
+        parse_scale_request(AdminOp::Remove, body.as_bytes(), 100).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn valid_bodies() {
+        assert_eq!(
+            add(r#"{"n": 4, "hostnames": ["S5", "S4", "S10", "S11"]}"#),
+            Ok(ScaleRequest {
+                n: 4,
+                hostnames: vec!["S5".into(), "S4".into(), "S10".into(), "S11".into()]
+            })
+        );
+        assert_eq!(add(r#"{"n": 2}"#), Ok(ScaleRequest { n: 2, hostnames: vec![] }));
+        assert_eq!(rm(r#"{"n": 1, "hostnames": null, "extra": true}"#).map(|r| r.n), Ok(1));
+    }
+
+    #[test]
+    fn the_spec_texts_for_too_many_hostnames() {
+        assert_eq!(
+            add(r#"{"n": 1, "hostnames": ["a", "b"]}"#),
+            Err("Length of hostname list is more than newly added instances".into())
+        );
+        assert_eq!(
+            rm(r#"{"n": 1, "hostnames": ["a", "b"]}"#),
+            Err("Length of hostname list is more than removable instances".into())
+        );
+    }
+
+    #[test]
+    fn bad_n() {
+        assert_eq!(add("{}"), Err("Missing field 'n'".into()));
+        assert_eq!(add(""), Err("Missing field 'n'".into()));
+        for (n, shown) in [("0", "0"), ("-1", "-1"), ("2.5", "2.5"), ("\"3\"", "\"3\""), ("101", "101"), ("1e30", "1e+30"), ("true", "true")] {
+            let got = add(&format!(r#"{{"n": {n}}}"#)).unwrap_err();
+            assert_eq!(got, format!("Field 'n' must be an integer between 1 and 100, got {shown}"));
+        }
+    }
+
+    #[test]
+    fn bad_json_and_shapes() {
+        assert!(add("{\"n\": ").unwrap_err().starts_with("Malformed JSON body: "));
+        assert_eq!(add("[1]"), Err("Request body must be a JSON object".into()));
+        assert_eq!(
+            add(r#"{"n": 1, "hostnames": "S1"}"#),
+            Err("Field 'hostnames' must be a list of strings, got \"S1\"".into())
+        );
+        assert_eq!(
+            add(r#"{"n": 2, "hostnames": ["S1", 7]}"#),
+            Err("Field 'hostnames' must be a list of strings, got 7".into())
+        );
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for bad in ["", "-x", "a b", "a/b", "é", &"x".repeat(64)] {
+            let body = serde_json::json!({"n": 1, "hostnames": [bad]}).to_string();
+            assert!(add(&body).unwrap_err().starts_with("Invalid hostname"), "{bad:?}");
+        }
+        assert!(is_valid_name(&"x".repeat(63)));
+        assert!(is_valid_name("S_1.b-2"));
+        assert_eq!(
+            add(r#"{"n": 2, "hostnames": ["S1", "S1"]}"#),
+            Err("Hostname 'S1' appears more than once in 'hostnames'".into())
+        );
+        assert_eq!(
+            rm(r#"{"n": 2, "hostnames": ["S1", "S1"]}"#),
+            Err("Hostname 'S1' appears more than once in 'hostnames'".into())
+        );
+    }
+}

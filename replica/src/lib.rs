@@ -1,0 +1,110 @@
+//! The replica server: the smallest HTTP server that can stand behind the
+//! load balancer.
+//!
+//! | request          | response                                                          |
+//! |------------------|-------------------------------------------------------------------|
+//! | `GET /home`      | `200 {"message": "Hello from Server: <id>", "status": "successful"}` |
+//! | `GET /heartbeat` | `200`, empty body                                                 |
+//! | other method     | `405` with `Allow: GET, HEAD`                                     |
+//! | anything else    | `404`, empty body                                                 |
+//!
+//! [`run`] takes a bound listener and a shutdown future (mini-redis style), so
+//! tests and embedders bind port 0 and run the real server.
+#![forbid(unsafe_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+/// How long connections get to finish after shutdown starts.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The pre-rendered responses of one replica.
+struct Replies {
+    home: Bytes,
+}
+
+/// Serve `/home` and `/heartbeat` as `server_id` on `listener` until
+/// `shutdown` resolves, then drain open connections (bounded by
+/// [`DRAIN_TIMEOUT`]).
+pub async fn run(listener: TcpListener, server_id: &str, shutdown: impl Future<Output = ()>) {
+    let replies = Arc::new(Replies {
+        home: Bytes::from(ringlb_api::reply::hello(server_id)),
+    });
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let replies = replies.clone();
+        let service = service_fn(move |req| {
+            let replies = replies.clone();
+            async move { Ok::<_, Infallible>(respond(&replies, &req)) }
+        });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain timeout; closing them");
+    }
+}
+
+fn respond(replies: &Replies, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let known = matches!(req.uri().path(), "/home" | "/heartbeat");
+    if !known {
+        return empty(StatusCode::NOT_FOUND);
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        let mut resp = empty(StatusCode::METHOD_NOT_ALLOWED);
+        resp.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return resp;
+    }
+    if req.uri().path() == "/heartbeat" {
+        return empty(StatusCode::OK);
+    }
+    let mut resp = Response::new(Full::new(replies.home.clone()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(ringlb_api::APPLICATION_JSON),
+    );
+    resp
+}
+
+fn empty(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = status;
+    resp
+}

@@ -1,0 +1,38 @@
+//! Process plumbing shared by ringlb's binaries.
+#![forbid(unsafe_code)]
+
+use tracing_subscriber::EnvFilter;
+
+/// Log to stderr; `RUST_LOG` overrides `default_filter` (e.g. `"info"`).
+pub fn init_tracing(default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // A second initialisation (tests embedding several servers) is harmless.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves on the first SIGINT or SIGTERM (Ctrl-C elsewhere).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+                    _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+                }
+                return;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot install signal handlers, falling back to Ctrl-C");
+            }
+        }
+    }
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No way to be told to stop: run until killed.
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,231 @@
+//! Test support: real processes of the workspace's binaries, stopped by PID
+//! when the guard drops (also when a test fails), a small HTTP client and
+//! polling with generous bounds.
+
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+/// Path of a binary of this workspace (built by `cargo build --bins`, which
+/// `make test` runs before the tests).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary has a path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// A child process that is killed (SIGTERM, then SIGKILL) by its PID when
+/// dropped, so nothing outlives a failing test.
+pub struct Proc {
+    child: Child,
+    name: String,
+}
+
+impl Proc {
+    /// Start `cmd` with stdout piped; wait for a line starting with
+    /// `marker ` and return the rest of it (an address) with the guard.
+    pub fn spawn_announcing(mut cmd: Command, name: &str, marker: &str) -> (Proc, String) {
+        cmd.stdout(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut proc = Proc {
+            child,
+            name: name.to_owned(),
+        };
+        let mut lines = BufReader::new(stdout).lines();
+        let prefix = format!("{marker} ");
+        let found = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(rest) = line.strip_prefix(&prefix) {
+                        break Some(rest.trim().to_owned());
+                    }
+                }
+                _ => break None,
+            }
+        };
+        let Some(found) = found else {
+            proc.stop();
+            panic!("{name} exited before announcing '{marker}'");
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        (proc, found)
+    }
+
+    /// Start `cmd` without waiting for anything.
+    pub fn spawn(mut cmd: Command, name: &str) -> Proc {
+        cmd.stdin(Stdio::null());
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            child,
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, no grace.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait up to 10 s, then SIGKILL. Returns the exit status if
+    /// the process stopped on SIGTERM.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        signal(self.child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("{} ignored SIGTERM for 10 s; killing it", self.name);
+        self.kill9();
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Send `sig` to `pid`.
+pub fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) with a PID this test started; no memory is touched.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// Whether a process with this PID exists (and is not a zombie we reaped).
+pub fn alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    if !exists {
+        return false;
+    }
+    // A zombie still "exists" for kill(2); treat it as dead.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                != Some("Z")
+        })
+        .unwrap_or(false)
+}
+
+/// A response as the client saw it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+pub async fn request(
+    addr: &str,
+    method: Method,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> Result<Reply, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let req = builder
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .map_err(|e| e.to_string())?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// `GET path`, panicking on transport errors.
+pub async fn get(addr: &str, path: &str) -> Reply {
+    request(addr, Method::GET, path, "", &[])
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"))
+}
+
+/// Poll `check` every 25 ms until it returns `Some` or `within` passes.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Parse an announced `host:port`.
+pub fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap_or_else(|e| panic!("bad address {s}: {e}"))
+}
