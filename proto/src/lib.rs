@@ -12,3 +12,6 @@ pub mod v1 {
 /// The encoded `FileDescriptorSet` of `ringlb.proto`, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/ringlb_descriptor.bin"));
+
+mod convert;
+pub use convert::ConfigError;

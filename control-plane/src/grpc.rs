@@ -1,0 +1,175 @@
+//! The gRPC API (`ringlb.v1.ControlPlane`), plus server reflection (v1 and
+//! v1alpha, so grpcurl 1.8 and newer work) and the standard health service.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use ringlb_api::admin::ScaleRequest;
+use ringlb_proto::v1;
+use ringlb_proto::v1::control_plane_server::{ControlPlane, ControlPlaneServer};
+use tokio_stream::wrappers::WatchStream;
+use tonic::{Request, Response, Status};
+
+use crate::error::ManagerError;
+use crate::manager::Manager;
+
+/// The ControlPlane service over a manager.
+pub struct ControlPlaneService {
+    manager: Arc<Manager>,
+}
+
+impl ControlPlaneService {
+    pub fn new(manager: Arc<Manager>) -> Self {
+        ControlPlaneService { manager }
+    }
+}
+
+fn status_of(error: ManagerError) -> Status {
+    let message = error.to_string();
+    match error {
+        ManagerError::NotHealthy { .. } => Status::unavailable(message),
+        ManagerError::Backend(_) => Status::internal(message),
+        ManagerError::UnknownName(_) => Status::not_found(message),
+        ManagerError::NameTaken(_) => Status::already_exists(message),
+        ManagerError::NotEnough { .. } | ManagerError::TooMany { .. } => {
+            Status::failed_precondition(message)
+        }
+        ManagerError::Invalid(_) | ManagerError::Config(_) => Status::invalid_argument(message),
+    }
+}
+
+/// Validate `n` and `hostnames` of a gRPC scale request exactly as the HTTP
+/// API validates its JSON body.
+fn scale_request(
+    op: ringlb_api::admin::AdminOp,
+    n: u32,
+    hostnames: Vec<String>,
+    max_n: usize,
+) -> Result<ScaleRequest, Status> {
+    let body = serde_json::json!({ "n": n, "hostnames": hostnames });
+    ringlb_api::admin::parse_scale_request(op, body.to_string().as_bytes(), max_n as u64)
+        .map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<v1::RingSnapshot, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ControlPlane for ControlPlaneService {
+    async fn list_replicas(
+        &self,
+        _request: Request<v1::ListReplicasRequest>,
+    ) -> Result<Response<v1::ReplicaSet>, Status> {
+        Ok(Response::new((&*self.manager.current()).into()))
+    }
+
+    async fn add_replicas(
+        &self,
+        request: Request<v1::AddReplicasRequest>,
+    ) -> Result<Response<v1::ReplicaSet>, Status> {
+        let r = request.into_inner();
+        let max = self.manager.settings().max_replicas;
+        let scale = scale_request(ringlb_api::admin::AdminOp::Add, r.n, r.hostnames, max)?;
+        let state = self.manager.add(scale).await.map_err(status_of)?;
+        Ok(Response::new((&*state).into()))
+    }
+
+    async fn remove_replicas(
+        &self,
+        request: Request<v1::RemoveReplicasRequest>,
+    ) -> Result<Response<v1::ReplicaSet>, Status> {
+        let r = request.into_inner();
+        let max = self.manager.settings().max_replicas;
+        let scale = scale_request(ringlb_api::admin::AdminOp::Remove, r.n, r.hostnames, max)?;
+        let state = self.manager.remove(scale).await.map_err(status_of)?;
+        Ok(Response::new((&*state).into()))
+    }
+
+    type WatchRingStream = SnapshotStream;
+
+    async fn watch_ring(
+        &self,
+        request: Request<v1::WatchRingRequest>,
+    ) -> Result<Response<Self::WatchRingStream>, Status> {
+        let subscriber = request.into_inner().subscriber;
+        let registration = (!subscriber.is_empty())
+            .then(|| self.manager.subscribers().register(&subscriber));
+        let stream = WatchStream::new(self.manager.watch()).map(move |state| {
+            // The registration lives as long as the stream: when the data
+            // plane hangs up, tonic drops the stream and it deregisters.
+            let _keep = &registration;
+            Ok(v1::RingSnapshot::from(&*state))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn ack_ring(
+        &self,
+        request: Request<v1::AckRingRequest>,
+    ) -> Result<Response<v1::AckRingResponse>, Status> {
+        let r = request.into_inner();
+        self.manager.subscribers().ack(&r.subscriber, r.version);
+        Ok(Response::new(v1::AckRingResponse {}))
+    }
+
+    async fn get_ring_config(
+        &self,
+        _request: Request<v1::GetRingConfigRequest>,
+    ) -> Result<Response<v1::RingConfig>, Status> {
+        Ok(Response::new((&self.manager.current().config).into()))
+    }
+
+    async fn set_ring_config(
+        &self,
+        request: Request<v1::SetRingConfigRequest>,
+    ) -> Result<Response<v1::RingSnapshot>, Status> {
+        let change = request.into_inner();
+        let state = self
+            .manager
+            .set_config(|base| change.apply_to(base).map_err(|e| e.0))
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new((&*state).into()))
+    }
+}
+
+/// Serve the ControlPlane, reflection and health services on `listener`
+/// until `shutdown` resolves.
+pub async fn serve(
+    manager: Arc<Manager>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ringlb_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| {
+            tracing::error!(error = %e, "reflection v1 unavailable");
+            e
+        });
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ringlb_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha();
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<ControlPlaneServer<ControlPlaneService>>()
+        .await;
+
+    let mut router = tonic::transport::Server::builder()
+        .add_service(ControlPlaneServer::new(ControlPlaneService::new(manager)))
+        .add_service(health_service);
+    if let Ok(reflection) = reflection_v1 {
+        router = router.add_service(reflection);
+    }
+    if let Ok(reflection) = reflection_v1alpha {
+        router = router.add_service(reflection);
+    }
+    router
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+}

@@ -1,0 +1,211 @@
+//! The HTTP admin API (SPEC.md): `GET /rep`, `POST /add`, `DELETE|POST /rm`,
+//! plus `GET|PUT|POST /config` for the ring configuration. Every answer,
+//! errors included, is SPEC.md's JSON envelope.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::{StatusCode, Uri, header};
+use http_body_util::{BodyExt, Limited};
+use ringlb_api::admin::{AdminOp, parse_scale_request};
+use ringlb_proto::v1::SetRingConfigRequest;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ManagerError;
+use crate::manager::Manager;
+use crate::state::RingState;
+
+/// The largest admin request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The admin API's routes over `manager`.
+pub fn router(manager: Arc<Manager>) -> Router {
+    Router::new()
+        .route("/rep", get(rep).fallback(method_not_allowed))
+        .route("/add", post(add).fallback(method_not_allowed))
+        .route(
+            "/rm",
+            post(remove).delete(remove).fallback(method_not_allowed),
+        )
+        .route(
+            "/config",
+            get(get_config)
+                .put(set_config)
+                .post(set_config)
+                .fallback(method_not_allowed),
+        )
+        .fallback(not_found)
+        .with_state(manager)
+}
+
+/// A JSON response with SPEC.md's content type.
+pub fn json(status: StatusCode, body: Vec<u8>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, ringlb_api::APPLICATION_JSON)],
+        body,
+    )
+        .into_response()
+}
+
+fn failure(status: StatusCode, what: &str) -> Response {
+    json(status, ringlb_api::failure(what))
+}
+
+fn manager_failure(error: &ManagerError) -> Response {
+    let status = if error.is_client_error() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    failure(status, &error.to_string())
+}
+
+fn replica_list(state: &RingState) -> Response {
+    json(StatusCode::OK, ringlb_api::success(&state.replica_list()))
+}
+
+async fn read_body(body: Body) -> Result<Bytes, Response> {
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(failure(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("Request body is larger than {MAX_BODY_BYTES} bytes"),
+        )),
+        Err(e) => Err(failure(
+            StatusCode::BAD_REQUEST,
+            &format!("Cannot read the request body: {e}"),
+        )),
+    }
+}
+
+async fn rep(State(manager): State<Arc<Manager>>) -> Response {
+    replica_list(&manager.current())
+}
+
+async fn add(State(manager): State<Arc<Manager>>, body: Body) -> Response {
+    scale(manager, AdminOp::Add, body).await
+}
+
+async fn remove(State(manager): State<Arc<Manager>>, body: Body) -> Response {
+    scale(manager, AdminOp::Remove, body).await
+}
+
+async fn scale(manager: Arc<Manager>, op: AdminOp, body: Body) -> Response {
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let max_n = manager.settings().max_replicas as u64;
+    let request = match parse_scale_request(op, &body, max_n) {
+        Ok(request) => request,
+        Err(e) => return failure(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let result = match op {
+        AdminOp::Add => manager.add(request).await,
+        AdminOp::Remove => manager.remove(request).await,
+    };
+    match result {
+        Ok(state) => replica_list(&state),
+        Err(e) => manager_failure(&e),
+    }
+}
+
+/// The `message` of `/config` replies.
+#[derive(Serialize)]
+struct ConfigMessage<'a> {
+    version: u64,
+    config: &'a ringlb_ring::RingConfig,
+}
+
+fn config_reply(state: &RingState) -> Response {
+    json(
+        StatusCode::OK,
+        ringlb_api::success(&ConfigMessage {
+            version: state.version,
+            config: &state.config,
+        }),
+    )
+}
+
+async fn get_config(State(manager): State<Arc<Manager>>) -> Response {
+    config_reply(&manager.current())
+}
+
+/// A partial ring configuration: fields left out keep their value.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigPatch {
+    slots: Option<u32>,
+    vnodes: Option<u32>,
+    request_hash: Option<String>,
+    vnode_hash: Option<String>,
+    probing: Option<String>,
+    key_source: Option<String>,
+}
+
+impl From<ConfigPatch> for SetRingConfigRequest {
+    fn from(p: ConfigPatch) -> Self {
+        SetRingConfigRequest {
+            slots: p.slots,
+            vnodes: p.vnodes,
+            request_hash: p.request_hash,
+            vnode_hash: p.vnode_hash,
+            probing: p.probing,
+            key_source: p.key_source,
+        }
+    }
+}
+
+async fn set_config(State(manager): State<Arc<Manager>>, body: Body) -> Response {
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let patch: ConfigPatch = match serde_json::from_slice(&body) {
+        Ok(patch) => patch,
+        Err(e) => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                &format!("Invalid ring configuration: {e}"),
+            );
+        }
+    };
+    let change = SetRingConfigRequest::from(patch);
+    match manager
+        .set_config(|base| change.apply_to(base).map_err(|e| e.0))
+        .await
+    {
+        Ok(state) => config_reply(&state),
+        Err(e) => manager_failure(&e),
+    }
+}
+
+async fn not_found(uri: Uri) -> Response {
+    failure(
+        StatusCode::NOT_FOUND,
+        &format!("'{}' endpoint does not exist", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: http::Method, uri: Uri) -> Response {
+    let allowed = match uri.path() {
+        "/rep" => "GET, HEAD",
+        "/add" => "POST",
+        "/rm" => "DELETE, POST",
+        _ => "GET, PUT, POST",
+    };
+    let mut response = failure(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("Method {method} is not allowed on '{}'", uri.path()),
+    );
+    if let Ok(value) = header::HeaderValue::from_str(allowed) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}

@@ -1,0 +1,126 @@
+//! The control plane of ringlb.
+//!
+//! It owns the replicas (through a [`backend::Backend`]), keeps the
+//! authoritative ring ([`manager::Manager`]), checks heartbeats and replaces
+//! dead replicas ([`health`]), serves the HTTP admin API ([`http_api`]) and
+//! the gRPC API ([`grpc`]), and streams versioned ring snapshots to every
+//! data plane.
+//!
+//! Unsafe code is denied except for two audited calls in the process backend
+//! (`prctl` and `kill`).
+//!
+//! [`run`] takes bound listeners and a shutdown future, so tests bind port 0
+//! and run the real thing in-process or as a process.
+#![deny(unsafe_code)]
+
+pub mod backend;
+pub mod error;
+pub mod grpc;
+pub mod health;
+pub mod http_api;
+pub mod manager;
+pub mod names;
+pub mod state;
+pub mod subscribers;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::BackendEvent;
+use crate::health::CheckerSettings;
+use crate::manager::Manager;
+
+/// Why the control plane stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlPlaneError {
+    #[error("cannot start the initial replicas: {0}")]
+    Bootstrap(#[from] error::ManagerError),
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("HTTP admin server failed: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Start the replicas, then serve the admin HTTP API on `http` and gRPC on
+/// `grpc` until `shutdown` resolves; `ready` runs once everything serves.
+/// On the way out the backend stops what it must (process replicas).
+pub async fn run(
+    manager: Arc<Manager>,
+    checker: CheckerSettings,
+    http: TcpListener,
+    grpc: TcpListener,
+    ready: impl FnOnce(),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ControlPlaneError> {
+    let stop = CancellationToken::new();
+    let outcome = serve(manager.clone(), checker, http, grpc, ready, stop.clone(), shutdown).await;
+    stop.cancel();
+    tracing::info!(backend = manager.backend().kind(), "control plane stopping");
+    manager.backend().shutdown().await;
+    outcome
+}
+
+async fn serve(
+    manager: Arc<Manager>,
+    checker: CheckerSettings,
+    http: TcpListener,
+    grpc: TcpListener,
+    ready: impl FnOnce(),
+    stop: CancellationToken,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ControlPlaneError> {
+    let bootstrap = manager.bootstrap();
+    tokio::pin!(shutdown);
+    tokio::select! {
+        result = bootstrap => { result?; }
+        () = &mut shutdown => return Ok(()),
+    }
+    let background = [
+        tokio::spawn(stop.clone().run_until_cancelled_owned(health::run_checker(manager.clone(), checker))),
+        tokio::spawn(stop.clone().run_until_cancelled_owned(watch_backend(manager.clone()))),
+    ];
+
+    let http_server = axum::serve(http, http_api::router(manager.clone()))
+        .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let grpc_server = grpc::serve(manager.clone(), grpc, stop.clone().cancelled_owned());
+    let servers = async {
+        let (h, g) = tokio::join!(
+            async { http_server.await.map_err(ControlPlaneError::from) },
+            async { grpc_server.await.map_err(ControlPlaneError::from) },
+        );
+        h.and(g)
+    };
+    ready();
+    tokio::pin!(servers);
+    let result = tokio::select! {
+        result = &mut servers => result,
+        () = &mut shutdown => {
+            stop.cancel();
+            servers.await
+        }
+    };
+    for task in background {
+        task.abort();
+    }
+    result
+}
+
+/// Replace replicas the backend reports dead, without waiting for heartbeats.
+async fn watch_backend(manager: Arc<Manager>) {
+    let mut events = manager.backend().events();
+    loop {
+        match events.recv().await {
+            Ok(BackendEvent::Exited { name, id }) => {
+                let manager = manager.clone();
+                tokio::spawn(async move { manager.replica_failed(&name, id, "exited").await });
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "backend events lagged; heartbeats will catch up");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! `control-plane`: owns the replicas and the ring; serves the admin HTTP API
+//! and the gRPC API that data planes watch.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use ringlb_control_plane::backend::Backend;
+use ringlb_control_plane::backend::process::ProcessBackend;
+use ringlb_control_plane::health::{CheckerSettings, Prober};
+use ringlb_control_plane::manager::{Manager, ManagerSettings};
+use ringlb_ring::{HashFn, KeySource, Probing, RingConfig};
+
+/// The ringlb control plane: starts and heals the replicas, keeps the
+/// authoritative consistent-hash ring and streams it to data planes.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address of the HTTP admin API (/rep, /add, /rm, /config). Loopback by
+    /// default; use 0.0.0.0:5100 to expose it.
+    #[arg(long, env = "RINGLB_HTTP_LISTEN", default_value = "127.0.0.1:5100")]
+    http_listen: SocketAddr,
+
+    /// Address of the gRPC API that data planes and grpcurl use.
+    #[arg(long, env = "RINGLB_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
+    grpc_listen: SocketAddr,
+
+    /// Where replicas run: `process` (child processes on loopback).
+    #[arg(long, env = "RINGLB_BACKEND", default_value = "process", value_parser = ["process"])]
+    backend: String,
+
+    /// Path of the `replica` binary (process backend). Default: next to this
+    /// binary, else `replica` on PATH.
+    #[arg(long, env = "RINGLB_REPLICA_BIN")]
+    replica_bin: Option<PathBuf>,
+
+    /// Replicas started at boot, named server-1..N.
+    #[arg(long, env = "RINGLB_REPLICAS", default_value_t = 3)]
+    replicas: usize,
+
+    /// The most replicas the set may hold; /add beyond it is refused.
+    #[arg(long, env = "RINGLB_MAX_REPLICAS", default_value_t = 50)]
+    max_replicas: usize,
+
+    /// Time between two heartbeat rounds.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    heartbeat_interval: Duration,
+
+    /// How long one heartbeat may take before it counts as missed.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    heartbeat_timeout: Duration,
+
+    /// Consecutive missed heartbeats before a replica is replaced.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    failure_threshold: u32,
+
+    /// How long a new replica gets to answer its first heartbeat.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    startup_timeout: Duration,
+
+    /// How long /add, /rm and config changes wait for every data plane to
+    /// apply the new ring before answering anyway.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    converge_timeout: Duration,
+
+    /// Slots on the ring (M).
+    #[arg(long, default_value_t = ringlb_ring::DEFAULT_SLOTS)]
+    slots: u32,
+
+    /// Virtual nodes per replica (K).
+    #[arg(long, default_value_t = ringlb_ring::DEFAULT_VNODES)]
+    vnodes: u32,
+
+    /// Request hash: spec, splitmix64, murmur3, xxh3.
+    #[arg(long, default_value = "spec")]
+    request_hash: HashFn,
+
+    /// Virtual-node hash: spec, splitmix64, murmur3, xxh3.
+    #[arg(long, default_value = "spec")]
+    vnode_hash: HashFn,
+
+    /// Collision rule for virtual nodes: linear, quadratic, shared.
+    #[arg(long, default_value = "linear")]
+    probing: Probing,
+
+    /// Request key: request-id (X-Request-ID or a random 6-digit id),
+    /// random, client-ip, path.
+    #[arg(long, default_value = "request-id")]
+    key_source: KeySource,
+
+    /// Print `ready http=<addr> grpc=<addr>` on stdout once serving (for
+    /// scripts and tests that bind port 0).
+    #[arg(long)]
+    announce: bool,
+}
+
+fn replica_bin(explicit: Option<PathBuf>) -> PathBuf {
+    explicit.unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("replica")))
+            .filter(|candidate| candidate.exists())
+            .unwrap_or_else(|| PathBuf::from("replica"))
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    ringlb_rt::init_tracing("info");
+    let ring = RingConfig {
+        slots: args.slots,
+        vnodes: args.vnodes,
+        request_hash: args.request_hash,
+        vnode_hash: args.vnode_hash,
+        probing: args.probing,
+        key_source: args.key_source,
+    };
+    ring.validate().context("invalid ring configuration")?;
+    let backend: Arc<dyn Backend> = Arc::new(ProcessBackend::new(replica_bin(args.replica_bin)));
+    let settings = ManagerSettings {
+        boot_replicas: args.replicas,
+        max_replicas: args.max_replicas,
+        startup_timeout: args.startup_timeout,
+        converge_timeout: args.converge_timeout,
+        ring,
+    };
+    let manager = Arc::new(Manager::new(
+        backend,
+        Prober::new(args.heartbeat_timeout),
+        settings,
+    ));
+    let http = tokio::net::TcpListener::bind(args.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (HTTP admin)", args.http_listen))?;
+    let grpc = tokio::net::TcpListener::bind(args.grpc_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (gRPC)", args.grpc_listen))?;
+    let http_addr = http.local_addr()?;
+    let grpc_addr = grpc.local_addr()?;
+    let announce = args.announce;
+    let ready = move || {
+        tracing::info!(http = %http_addr, grpc = %grpc_addr, "control plane serving");
+        if announce {
+            println!("ready http={http_addr} grpc={grpc_addr}");
+        }
+    };
+    let checker = CheckerSettings {
+        interval: args.heartbeat_interval,
+        threshold: args.failure_threshold,
+    };
+    ringlb_control_plane::run(manager, checker, http, grpc, ready, ringlb_rt::shutdown_signal())
+        .await
+        .context("control plane failed")
+}

@@ -1,0 +1,354 @@
+//! The replica manager: the one place that changes the replica set and the
+//! ring. Every change runs under one operation lock (so `/add`, `/rm`,
+//! replacements and config changes are serialised), is validated before
+//! anything happens, and is published as exactly one new ring version.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use ringlb_api::admin::ScaleRequest;
+use ringlb_ring::{Ring, RingConfig, RingError};
+use tokio::sync::{Mutex, watch};
+
+use crate::backend::Backend;
+use crate::error::ManagerError;
+use crate::health::Prober;
+use crate::names;
+use crate::state::{Replica, RingState, SharedState};
+use crate::subscribers::Subscribers;
+
+/// Limits and timeouts of the manager.
+#[derive(Clone, Debug)]
+pub struct ManagerSettings {
+    /// Replicas started at boot (`server-1..N`) when none are adopted.
+    pub boot_replicas: usize,
+    /// The most replicas the set may hold (and the largest `n` of a request).
+    pub max_replicas: usize,
+    /// How long a new replica gets to answer its first heartbeat.
+    pub startup_timeout: Duration,
+    /// How long a change waits for every data plane to apply it.
+    pub converge_timeout: Duration,
+    /// The ring configuration at boot.
+    pub ring: RingConfig,
+}
+
+impl Default for ManagerSettings {
+    fn default() -> Self {
+        ManagerSettings {
+            boot_replicas: 3,
+            max_replicas: 50,
+            startup_timeout: Duration::from_secs(10),
+            converge_timeout: Duration::from_secs(2),
+            ring: RingConfig::default(),
+        }
+    }
+}
+
+/// Owns the replica set.
+pub struct Manager {
+    backend: Arc<dyn Backend>,
+    prober: Prober,
+    settings: ManagerSettings,
+    /// The operation lock; holds the replica count to keep (N).
+    desired: Mutex<usize>,
+    state: watch::Sender<SharedState>,
+    subscribers: Arc<Subscribers>,
+    next_id: AtomicU64,
+    healing: AtomicBool,
+}
+
+impl Manager {
+    pub fn new(backend: Arc<dyn Backend>, prober: Prober, settings: ManagerSettings) -> Manager {
+        let initial = RingState {
+            version: 0,
+            config: settings.ring,
+            replicas: Vec::new(),
+        };
+        Manager {
+            backend,
+            prober,
+            desired: Mutex::new(0),
+            state: watch::channel(Arc::new(initial)).0,
+            subscribers: Arc::new(Subscribers::default()),
+            next_id: AtomicU64::new(1),
+            healing: AtomicBool::new(false),
+            settings,
+        }
+    }
+
+    /// The ring state in force.
+    pub fn current(&self) -> SharedState {
+        self.state.borrow().clone()
+    }
+
+    /// Every published state, current first.
+    pub fn watch(&self) -> watch::Receiver<SharedState> {
+        self.state.subscribe()
+    }
+
+    pub fn subscribers(&self) -> &Arc<Subscribers> {
+        &self.subscribers
+    }
+
+    pub fn prober(&self) -> &Prober {
+        &self.prober
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub fn settings(&self) -> &ManagerSettings {
+        &self.settings
+    }
+
+    /// Adopt the replicas the backend already runs, or start `server-1..N`.
+    pub async fn bootstrap(&self) -> Result<SharedState, ManagerError> {
+        let mut desired = self.desired.lock().await;
+        let adopted = self.backend.adopt().await?;
+        let replicas = if adopted.is_empty() {
+            let boot: Vec<(String, u64)> = (1..=self.settings.boot_replicas as u64)
+                .map(|id| (names::boot_name(id), id))
+                .collect();
+            self.next_id.store(boot.len() as u64 + 1, Ordering::SeqCst);
+            self.start_all(boot).await?
+        } else {
+            let max_id = adopted.iter().map(|r| r.id).max().unwrap_or(0);
+            self.next_id.store(max_id + 1, Ordering::SeqCst);
+            tracing::info!(replicas = ?adopted.iter().map(|r| &r.name).collect::<Vec<_>>(), "adopted running replicas");
+            adopted
+        };
+        *desired = replicas.len();
+        let next = self.current().with_replicas(replicas);
+        Ring::build(&next.config, &ids(&next.replicas))?;
+        Ok(self.publish(next))
+    }
+
+    /// `/add`: start `n` replicas (the given names first), all or nothing.
+    pub async fn add(&self, request: ScaleRequest) -> Result<SharedState, ManagerError> {
+        let published = {
+            let mut desired = self.desired.lock().await;
+            let current = self.current();
+            for name in &request.hostnames {
+                if current.find(name).is_some() {
+                    return Err(ManagerError::NameTaken(name.clone()));
+                }
+            }
+            let total = current.replicas.len() + request.n;
+            if total > self.settings.max_replicas {
+                return Err(ManagerError::TooMany {
+                    n: request.n,
+                    total,
+                    max: self.settings.max_replicas,
+                });
+            }
+            let mut planned: Vec<String> = request.hostnames.clone();
+            while planned.len() < request.n {
+                let name = names::generate(|n| current.find(n).is_some() || planned.iter().any(|p| p == n));
+                planned.push(name);
+            }
+            let with_ids: Vec<(String, u64)> = planned
+                .into_iter()
+                .map(|name| (name, self.next_id.fetch_add(1, Ordering::SeqCst)))
+                .collect();
+            // Refuse a ring that cannot hold them before starting anything.
+            let mut prospective = ids(&current.replicas);
+            prospective.extend(with_ids.iter().map(|(_, id)| *id));
+            Ring::build(&current.config, &prospective)?;
+
+            let started = self.start_all(with_ids).await?;
+            let mut replicas = current.replicas.clone();
+            replicas.extend(started);
+            *desired += request.n;
+            self.publish(current.with_replicas(replicas))
+        };
+        self.await_convergence(published.version).await;
+        Ok(published)
+    }
+
+    /// `/rm`: take `n` replicas (the given names first, then random others)
+    /// off the ring, let the data planes apply it, then stop them.
+    pub async fn remove(&self, request: ScaleRequest) -> Result<SharedState, ManagerError> {
+        let mut desired = self.desired.lock().await;
+        let current = self.current();
+        if request.n > current.replicas.len() {
+            return Err(ManagerError::NotEnough {
+                n: request.n,
+                present: current.replicas.len(),
+            });
+        }
+        for name in &request.hostnames {
+            if current.find(name).is_none() {
+                return Err(ManagerError::UnknownName(name.clone()));
+            }
+        }
+        let mut others: Vec<&Replica> = current
+            .replicas
+            .iter()
+            .filter(|r| !request.hostnames.contains(&r.name))
+            .collect();
+        fastrand::shuffle(&mut others);
+        let mut victims: Vec<String> = request.hostnames.clone();
+        victims.extend(
+            others
+                .iter()
+                .take(request.n - request.hostnames.len())
+                .map(|r| r.name.clone()),
+        );
+        let remaining: Vec<Replica> = current
+            .replicas
+            .iter()
+            .filter(|r| !victims.contains(&r.name))
+            .cloned()
+            .collect();
+        *desired = desired.saturating_sub(request.n);
+        let published = self.publish(current.with_replicas(remaining));
+        self.await_convergence(published.version).await;
+        // Nothing routes to them any more: stop them, so their names are free.
+        let stops = victims.iter().map(|name| self.backend.stop(name));
+        for (name, result) in victims.iter().zip(futures::future::join_all(stops).await) {
+            match result {
+                Ok(()) => tracing::info!(%name, "replica removed"),
+                Err(e) => tracing::warn!(%name, error = %e, "replica left the ring but did not stop cleanly"),
+            }
+        }
+        Ok(published)
+    }
+
+    /// Change the ring configuration; published like a membership change.
+    pub async fn set_config(
+        &self,
+        change: impl FnOnce(&RingConfig) -> Result<RingConfig, RingError>,
+    ) -> Result<SharedState, ManagerError> {
+        let published = {
+            let _ops = self.desired.lock().await;
+            let current = self.current();
+            let config = change(&current.config)?;
+            Ring::build(&config, &ids(&current.replicas))?;
+            tracing::info!(?config, "ring configuration changed");
+            self.publish(RingState {
+                version: current.version + 1,
+                config,
+                replicas: current.replicas.clone(),
+            })
+        };
+        self.await_convergence(published.version).await;
+        Ok(published)
+    }
+
+    /// A replica stopped answering (or exited): take it off the ring at once,
+    /// clean up after it, and start a replacement under a new name.
+    pub async fn replica_failed(&self, name: &str, id: u64, reason: &str) {
+        {
+            let _ops = self.desired.lock().await;
+            let current = self.current();
+            if !current.find(name).is_some_and(|r| r.id == id) {
+                return; // already removed or replaced
+            }
+            tracing::warn!(%name, id, %reason, "replica failed; taking it off the ring");
+            let remaining = current.replicas.iter().filter(|r| r.name != name).cloned().collect();
+            self.publish(current.with_replicas(remaining));
+            if let Err(e) = self.backend.stop(name).await {
+                tracing::warn!(%name, error = %e, "cleaning up the failed replica");
+            }
+        }
+        self.heal().await;
+    }
+
+    /// How many replicas are missing from N.
+    pub async fn deficit(&self) -> usize {
+        let desired = *self.desired.lock().await;
+        desired.saturating_sub(self.current().replicas.len())
+    }
+
+    /// Start replicas under new names until N replicas run again. A failed
+    /// start is logged and retried on the next heartbeat round.
+    pub async fn heal(&self) {
+        if self.healing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let desired = self.desired.lock().await;
+        let current = self.current();
+        let missing = desired.saturating_sub(current.replicas.len());
+        if missing > 0 {
+            let mut planned = Vec::with_capacity(missing);
+            for _ in 0..missing {
+                let name = names::generate(|n| {
+                    current.find(n).is_some() || planned.iter().any(|(p, _): &(String, u64)| p == n)
+                });
+                planned.push((name, self.next_id.fetch_add(1, Ordering::SeqCst)));
+            }
+            match self.start_all(planned).await {
+                Ok(started) => {
+                    let names: Vec<&str> = started.iter().map(|r| r.name.as_str()).collect();
+                    tracing::info!(replacements = ?names, n = *desired, "replicas replaced; N restored");
+                    let mut replicas = current.replicas.clone();
+                    replicas.extend(started);
+                    self.publish(current.with_replicas(replicas));
+                }
+                Err(e) => tracing::error!(error = %e, missing, "cannot start replacement replicas; will retry"),
+            }
+        }
+        drop(desired);
+        self.healing.store(false, Ordering::SeqCst);
+    }
+
+    /// Start every `(name, id)`, wait for their heartbeats; on any failure
+    /// stop the ones that started and return the first error.
+    async fn start_all(&self, planned: Vec<(String, u64)>) -> Result<Vec<Replica>, ManagerError> {
+        let starts = planned.into_iter().map(|(name, id)| self.start_one(name, id));
+        let results = futures::future::join_all(starts).await;
+        let mut started = Vec::with_capacity(results.len());
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(replica) => started.push(replica),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(error) = first_error {
+            tracing::warn!(error = %error, undone = started.len(), "start failed; removing the replicas this change started");
+            let stops = started.iter().map(|r| self.backend.stop(&r.name));
+            futures::future::join_all(stops).await;
+            return Err(error);
+        }
+        Ok(started)
+    }
+
+    async fn start_one(&self, name: String, id: u64) -> Result<Replica, ManagerError> {
+        let address = self.backend.start(&name, id).await?;
+        let within = self.settings.startup_timeout;
+        if !self.prober.wait_healthy(&address, within).await {
+            if let Err(e) = self.backend.stop(&name).await {
+                tracing::warn!(%name, error = %e, "stopping a replica that never became healthy");
+            }
+            return Err(ManagerError::NotHealthy { name, within });
+        }
+        tracing::info!(%name, id, %address, "replica started");
+        Ok(Replica { id, name, address })
+    }
+
+    fn publish(&self, next: RingState) -> SharedState {
+        let next = Arc::new(next);
+        tracing::info!(version = next.version, replicas = ?next.names(), "ring version published");
+        self.state.send_replace(next.clone());
+        next
+    }
+
+    async fn await_convergence(&self, version: u64) {
+        if let Err(lagging) = self
+            .subscribers
+            .converged(version, self.settings.converge_timeout)
+            .await
+        {
+            tracing::warn!(version, ?lagging, within = ?self.settings.converge_timeout, "data planes did not apply the ring version in time; answering anyway");
+        }
+    }
+}
+
+fn ids(replicas: &[Replica]) -> Vec<u64> {
+    replicas.iter().map(|r| r.id).collect()
+}

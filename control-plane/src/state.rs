@@ -1,0 +1,89 @@
+//! What the control plane publishes: one immutable, versioned view of the
+//! ring (configuration + replicas, oldest first).
+
+use std::sync::Arc;
+
+use ringlb_proto::v1;
+use ringlb_ring::RingConfig;
+
+/// A replica on the ring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replica {
+    /// Numeric id for the virtual-node hash; never reused while it lives.
+    pub id: u64,
+    /// Its name (`server-1`, `S5`, `server-3fa9c1`): container name, `SERVER_ID`.
+    pub name: String,
+    /// Where it is reached, `host:port`.
+    pub address: String,
+}
+
+/// One published version of the ring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingState {
+    /// Grows by one with every change.
+    pub version: u64,
+    pub config: RingConfig,
+    /// Oldest first.
+    pub replicas: Vec<Replica>,
+}
+
+/// A shared, immutable ring state.
+pub type SharedState = Arc<RingState>;
+
+impl RingState {
+    pub fn names(&self) -> Vec<String> {
+        self.replicas.iter().map(|r| r.name.clone()).collect()
+    }
+
+    pub fn find(&self, name: &str) -> Option<&Replica> {
+        self.replicas.iter().find(|r| r.name == name)
+    }
+
+    /// The `message` of `/rep`, `/add`, `/rm` replies.
+    pub fn replica_list(&self) -> ringlb_api::reply::ReplicaList {
+        ringlb_api::reply::ReplicaList {
+            n: self.replicas.len(),
+            replicas: self.names(),
+        }
+    }
+
+    /// The next version with other replicas.
+    pub fn with_replicas(&self, replicas: Vec<Replica>) -> RingState {
+        RingState {
+            version: self.version + 1,
+            config: self.config,
+            replicas,
+        }
+    }
+}
+
+impl From<&Replica> for v1::Replica {
+    fn from(r: &Replica) -> Self {
+        v1::Replica {
+            name: r.name.clone(),
+            id: r.id,
+            address: r.address.clone(),
+            state: v1::ReplicaState::Serving as i32,
+        }
+    }
+}
+
+impl From<&RingState> for v1::RingSnapshot {
+    fn from(s: &RingState) -> Self {
+        v1::RingSnapshot {
+            version: s.version,
+            config: Some((&s.config).into()),
+            replicas: s.replicas.iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<&RingState> for v1::ReplicaSet {
+    fn from(s: &RingState) -> Self {
+        v1::ReplicaSet {
+            n: s.replicas.len() as u32,
+            replicas: s.replicas.iter().map(Into::into).collect(),
+            version: s.version,
+        }
+    }
+}
