@@ -1,0 +1,259 @@
+//! The data plane of ringlb: a consistent-hashing HTTP proxy.
+//!
+//! It subscribes to the control plane's ring stream over gRPC
+//! ([`subscriber`]), compiles every snapshot into a routing table swapped in
+//! atomically ([`table`]), and for each request derives a key ([`key`]),
+//! looks its owner up in the current table (one atomic load, one hash, one
+//! array index) and forwards the request over pooled keep-alive connections,
+//! failing over along the ring ([`proxy`]).
+//!
+//! # Embedding
+//!
+//! ```no_run
+//! # async fn embed() -> std::io::Result<()> {
+//! let data_plane = ringlb_data_plane::DataPlane::builder()
+//!     .control_plane_grpc("http://127.0.0.1:50051")
+//!     .control_plane_http("127.0.0.1:5100")
+//!     .build()
+//!     .expect("valid addresses");
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
+//! data_plane.run(listener, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod key;
+pub mod proxy;
+pub mod stats;
+pub mod subscriber;
+pub mod table;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use http::uri::Authority;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::stats::Stats;
+use crate::subscriber::Subscription;
+use crate::table::RouteTable;
+
+/// Largest request body forwarded by default.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long open connections get to finish after shutdown starts.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// State shared by every connection.
+pub struct Shared {
+    pub(crate) table: Arc<ArcSwapOption<RouteTable>>,
+    pub(crate) client: proxy::UpstreamClient,
+    pub(crate) admin: Authority,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) stats: Arc<Stats>,
+}
+
+/// A configuration value the builder cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("control plane HTTP address '{0}' is not host:port")]
+    AdminAddress(String),
+    #[error("control plane gRPC endpoint is missing")]
+    MissingGrpc,
+}
+
+/// Builds a [`DataPlane`].
+#[derive(Debug, Clone)]
+pub struct DataPlaneBuilder {
+    grpc: Option<String>,
+    http: String,
+    subscriber: Option<String>,
+    max_body_bytes: usize,
+}
+
+impl DataPlaneBuilder {
+    /// The control plane's gRPC endpoint, e.g. `http://127.0.0.1:50051`.
+    pub fn control_plane_grpc(mut self, endpoint: impl Into<String>) -> Self {
+        self.grpc = Some(endpoint.into());
+        self
+    }
+
+    /// The control plane's HTTP admin address (`host:port`), where `/rep`,
+    /// `/add` and `/rm` are forwarded.
+    pub fn control_plane_http(mut self, address: impl Into<String>) -> Self {
+        self.http = address.into();
+        self
+    }
+
+    /// The id this data plane reports to the control plane (default:
+    /// `data-plane-<pid>-<random>`).
+    pub fn subscriber_id(mut self, id: impl Into<String>) -> Self {
+        self.subscriber = Some(id.into());
+        self
+    }
+
+    /// The largest request body forwarded (413 beyond).
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    pub fn build(self) -> Result<DataPlane, BuildError> {
+        let admin = self
+            .http
+            .parse::<Authority>()
+            .map_err(|_| BuildError::AdminAddress(self.http.clone()))?;
+        let endpoint = self.grpc.ok_or(BuildError::MissingGrpc)?;
+        let subscriber = self.subscriber.unwrap_or_else(|| {
+            format!("data-plane-{}-{:04x}", std::process::id(), fastrand::u16(..))
+        });
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(1)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        let table = Arc::new(ArcSwapOption::empty());
+        let stats = Arc::new(Stats::default());
+        let (applied, _) = watch::channel(0);
+        let subscription = Subscription {
+            endpoint,
+            subscriber,
+            table: table.clone(),
+            stats: stats.clone(),
+            applied,
+        };
+        Ok(DataPlane {
+            shared: Arc::new(Shared {
+                table,
+                client,
+                admin,
+                max_body_bytes: self.max_body_bytes,
+                stats,
+            }),
+            subscription,
+        })
+    }
+}
+
+/// A data plane, ready to [`run`](DataPlane::run).
+pub struct DataPlane {
+    shared: Arc<Shared>,
+    subscription: Subscription,
+}
+
+impl DataPlane {
+    pub fn builder() -> DataPlaneBuilder {
+        DataPlaneBuilder {
+            grpc: None,
+            http: "127.0.0.1:5100".into(),
+            subscriber: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+
+    /// The ring version in force (0 until the first snapshot).
+    pub fn applied_version(&self) -> watch::Receiver<u64> {
+        self.subscription.applied.subscribe()
+    }
+
+    /// The data plane's counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.shared.stats.clone()
+    }
+
+    /// Watch the ring and proxy requests accepted on `listener` until
+    /// `shutdown` resolves; then drain open connections.
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let watcher = tokio::spawn(self.subscription.run());
+        let result = serve(listener, self.shared, shutdown).await;
+        watcher.abort();
+        result
+    }
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let client_ip = peer.ip();
+        let service = service_fn(move |req| {
+            let shared = shared.clone();
+            async move { Ok::<_, Infallible>(proxy::handle(shared, client_ip, req).await) }
+        });
+        let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("client connections still open after the drain timeout");
+    }
+    Ok(())
+}
+
+/// Serve the Prometheus text of `stats` at `/metrics` on `listener`.
+pub async fn serve_metrics(listener: TcpListener, stats: Arc<Stats>, shutdown: impl Future<Output = ()>) {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+            () = &mut shutdown => return,
+        };
+        let stats = stats.clone();
+        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let stats = stats.clone();
+            async move {
+                let mut response = if req.uri().path() == "/metrics" {
+                    http::Response::new(Full::new(Bytes::from(stats.render())))
+                } else {
+                    let mut r = http::Response::new(Full::new(Bytes::new()));
+                    *r.status_mut() = http::StatusCode::NOT_FOUND;
+                    r
+                };
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                Ok::<_, Infallible>(response)
+            }
+        });
+        tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+    }
+}

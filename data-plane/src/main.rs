@@ -1,0 +1,90 @@
+//! `data-plane`: the consistent-hashing HTTP proxy on port 5000.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::Parser;
+use ringlb_data_plane::DataPlane;
+
+/// The ringlb data plane: routes each request to a replica by consistent
+/// hashing, using the ring it watches on the control plane.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to serve clients on.
+    #[arg(long, env = "RINGLB_LISTEN", default_value = "0.0.0.0:5000")]
+    listen: SocketAddr,
+
+    /// The control plane's gRPC endpoint (ring stream).
+    #[arg(long, env = "RINGLB_CONTROL_PLANE_GRPC", default_value = "http://127.0.0.1:50051")]
+    control_plane_grpc: String,
+
+    /// The control plane's HTTP admin address (host:port) that /rep, /add and
+    /// /rm are forwarded to.
+    #[arg(long, env = "RINGLB_CONTROL_PLANE_HTTP", default_value = "127.0.0.1:5100")]
+    control_plane_http: String,
+
+    /// Address of the Prometheus /metrics endpoint; off unless given.
+    #[arg(long, env = "RINGLB_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+
+    /// The id reported to the control plane (default: data-plane-<pid>-<random>).
+    #[arg(long, env = "RINGLB_SUBSCRIBER_ID")]
+    subscriber_id: Option<String>,
+
+    /// Largest request body forwarded, in bytes (413 beyond).
+    #[arg(long, default_value_t = ringlb_data_plane::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+
+    /// Runtime worker threads (default: one per core).
+    #[arg(long, env = "RINGLB_WORKERS")]
+    workers: Option<usize>,
+
+    /// Print `ready <addr>` on stdout once listening (for scripts and tests
+    /// that bind port 0).
+    #[arg(long)]
+    announce: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    ringlb_rt::init_tracing("info");
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = args.workers {
+        runtime.worker_threads(workers.max(1));
+    }
+    runtime
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let mut builder = DataPlane::builder()
+        .control_plane_grpc(args.control_plane_grpc.clone())
+        .control_plane_http(args.control_plane_http.clone())
+        .max_body_bytes(args.max_body_bytes);
+    if let Some(id) = args.subscriber_id {
+        builder = builder.subscriber_id(id);
+    }
+    let data_plane = builder.build().context("invalid data plane configuration")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    if let Some(metrics) = args.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(metrics)
+            .await
+            .with_context(|| format!("cannot listen on {metrics} (metrics)"))?;
+        tracing::info!(addr = %metrics.local_addr()?, "metrics serving");
+        tokio::spawn(ringlb_data_plane::serve_metrics(metrics, data_plane.stats(), std::future::pending()));
+    }
+    tracing::info!(%local, control_plane = %args.control_plane_grpc, "data plane serving");
+    if args.announce {
+        println!("ready {local}");
+    }
+    data_plane.run(listener, ringlb_rt::shutdown_signal()).await?;
+    tracing::info!("data plane stopped");
+    Ok(())
+}

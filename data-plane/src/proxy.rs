@@ -1,0 +1,258 @@
+//! The request path: admin paths to the control plane, everything else to
+//! the replica that owns the request's key, with failover along the ring.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+
+use crate::Shared;
+
+/// What the data plane answers with: a replica's streamed body, or its own.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// The pooled HTTP/1.1 client to replicas and the control plane.
+pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Replicas tried for one request: the owner and up to two more.
+pub const MAX_ATTEMPTS: usize = 3;
+
+/// Paths served by the control plane.
+fn is_admin(path: &str) -> bool {
+    matches!(path, "/rep" | "/add" | "/rm")
+}
+
+/// Handle one request from a client at `client`.
+pub async fn handle(shared: Arc<Shared>, client: IpAddr, req: Request<Incoming>) -> Response<ProxyBody> {
+    if is_admin(req.uri().path()) {
+        shared.stats.admin.fetch_add(1, Ordering::Relaxed);
+        return forward_admin(&shared, req).await;
+    }
+    route(&shared, client, req).await
+}
+
+async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Response<ProxyBody> {
+    let Some(table) = shared.table.load_full().filter(|t| !t.ring.is_empty()) else {
+        shared.stats.no_replica.fetch_add(1, Ordering::Relaxed);
+        return failure(StatusCode::SERVICE_UNAVAILABLE, "No server replicas available");
+    };
+    let (mut parts, body) = req.into_parts();
+    let key = crate::key::request_key(table.key_source, &parts, client);
+    let body = match read_body(body, shared.max_body_bytes).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    strip_hop_by_hop(&mut parts.headers);
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let idempotent = is_idempotent(&parts.method);
+
+    let mut tried: Vec<&str> = Vec::new();
+    for member in table.ring.candidates(key).take(MAX_ATTEMPTS) {
+        let upstream = &table.upstreams[member];
+        if !tried.is_empty() {
+            shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        tried.push(&upstream.name);
+        upstream.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let request = upstream_request(&parts, &upstream.authority, &path_and_query, body.clone());
+        match shared.client.request(request).await {
+            Ok(response) => return from_replica(response, parts.uri.path()),
+            Err(e) => {
+                upstream.stats.errors.fetch_add(1, Ordering::Relaxed);
+                // Retry only when nothing reached the replica, or when the
+                // method may safely be repeated.
+                if e.is_connect() || idempotent {
+                    tracing::debug!(replica = %upstream.name, error = %e, "attempt failed; trying the next replica");
+                    continue;
+                }
+                tracing::warn!(replica = %upstream.name, error = %e, "replica failed a non-idempotent request");
+                shared.stats.unreachable.fetch_add(1, Ordering::Relaxed);
+                return failure(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("Server replica '{}' failed the request: {e}", upstream.name),
+                );
+            }
+        }
+    }
+    shared.stats.unreachable.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(?tried, "no replica reachable");
+    failure(
+        StatusCode::BAD_GATEWAY,
+        &format!("No server replica could be reached (tried {})", tried.join(", ")),
+    )
+}
+
+/// Forward `/rep`, `/add`, `/rm` to the control plane's HTTP admin API.
+async fn forward_admin(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
+    let (mut parts, body) = req.into_parts();
+    let body = match read_body(body, shared.max_body_bytes).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    strip_hop_by_hop(&mut parts.headers);
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let request = upstream_request(&parts, &shared.admin, &path_and_query, body);
+    match shared.client.request(request).await {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, Either::Left(body))
+        }
+        Err(e) => {
+            tracing::warn!(control_plane = %shared.admin, error = %e, "admin request failed");
+            failure(
+                StatusCode::BAD_GATEWAY,
+                &format!("Control plane is unreachable at {}: {e}", shared.admin),
+            )
+        }
+    }
+}
+
+fn upstream_request(
+    parts: &http::request::Parts,
+    authority: &Authority,
+    path_and_query: &PathAndQuery,
+    body: Full<Bytes>,
+) -> Request<Full<Bytes>> {
+    let mut uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(authority.clone())
+        .path_and_query(path_and_query.clone())
+        .build()
+        .unwrap_or_default();
+    if uri.authority().is_none() {
+        // Unreachable with a parsed authority; keep a well-formed request.
+        uri = Uri::from_static("http://127.0.0.1/");
+    }
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = parts.headers.clone();
+    request
+}
+
+/// A replica's answer as the client gets it: unchanged, except that the
+/// replica's 404 becomes the spec's 400 and hop-by-hop headers go.
+fn from_replica(response: Response<Incoming>, path: &str) -> Response<ProxyBody> {
+    if response.status() == StatusCode::NOT_FOUND {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            &format!("'{path}' endpoint does not exist in server replicas"),
+        );
+    }
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, Either::Left(body))
+}
+
+/// Buffer a request body (so it can be sent again on failover), refusing
+/// more than `limit` bytes with 413.
+async fn read_body(body: Incoming, limit: usize) -> Result<Full<Bytes>, Response<ProxyBody>> {
+    use http_body::Body as _;
+    if body.is_end_stream() {
+        return Ok(Full::new(Bytes::new()));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(Full::new(collected.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(failure(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("Request body is larger than {limit} bytes"),
+        )),
+        Err(e) => Err(failure(
+            StatusCode::BAD_REQUEST,
+            &format!("Cannot read the request body: {e}"),
+        )),
+    }
+}
+
+/// RFC 9110 §9.2.2.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// Remove the hop-by-hop headers of RFC 9110 §7.6.1, including any the
+/// `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    const HOP_BY_HOP: [HeaderName; 7] = [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
+    ];
+    if headers.is_empty() {
+        return;
+    }
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+/// A JSON error in the spec's shape.
+pub fn failure(status: StatusCode, what: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(ringlb_api::failure(what)))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(ringlb_api::APPLICATION_JSON),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_end_to_end_ones_stay() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-private"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        headers.insert("x-request-id", HeaderValue::from_static("123456"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-request-id", "content-type"]);
+    }
+
+    #[test]
+    fn idempotent_methods() {
+        assert!(is_idempotent(&Method::GET));
+        assert!(is_idempotent(&Method::PUT));
+        assert!(!is_idempotent(&Method::POST));
+        assert!(!is_idempotent(&Method::PATCH));
+    }
+}

@@ -1,0 +1,137 @@
+//! The ring subscription: a background task that watches the control plane's
+//! ring stream, compiles each snapshot and swaps it in, acknowledges the
+//! version, and reconnects with exponential backoff and jitter when the
+//! stream breaks. The last good table stays in force meanwhile: a data plane
+//! never stops routing because the control plane went away.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use ringlb_proto::v1;
+use ringlb_proto::v1::control_plane_client::ControlPlaneClient;
+use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::stats::Stats;
+use crate::table::RouteTable;
+
+/// Reconnect backoff: first wait, cap.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long one connection attempt or one ack may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the subscription updates.
+pub struct Subscription {
+    pub endpoint: String,
+    pub subscriber: String,
+    pub table: Arc<ArcSwapOption<RouteTable>>,
+    pub stats: Arc<Stats>,
+    /// The version in force, for embedders and tests.
+    pub applied: watch::Sender<u64>,
+}
+
+impl Subscription {
+    /// Run until the task is dropped or aborted.
+    pub async fn run(self) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            match self.stream_once().await {
+                Ok(()) => {
+                    tracing::warn!(endpoint = %self.endpoint, version = *self.applied.borrow(), "control plane ended the ring stream; serving the last good ring");
+                    backoff = BACKOFF_MIN;
+                }
+                Err(StreamError { error, received }) => {
+                    if received {
+                        backoff = BACKOFF_MIN;
+                    }
+                    tracing::warn!(endpoint = %self.endpoint, %error, version = *self.applied.borrow(), retry_in = ?backoff, "control plane unreachable; serving the last good ring");
+                }
+            }
+            tokio::time::sleep(jitter(backoff)).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// One connection: stream snapshots until it breaks.
+    async fn stream_once(&self) -> Result<(), StreamError> {
+        let mut received = false;
+        let fail = |error: String, received: bool| StreamError { error, received };
+        let endpoint = Endpoint::from_shared(self.endpoint.clone())
+            .map_err(|e| fail(e.to_string(), false))?
+            .connect_timeout(CALL_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel: Channel = endpoint.connect().await.map_err(|e| fail(e.to_string(), false))?;
+        let mut client = ControlPlaneClient::new(channel);
+        let request = v1::WatchRingRequest {
+            subscriber: self.subscriber.clone(),
+        };
+        let mut stream = client
+            .watch_ring(request)
+            .await
+            .map_err(|e| fail(e.message().to_owned(), false))?
+            .into_inner();
+        loop {
+            let snapshot = match stream.message().await {
+                Ok(Some(snapshot)) => snapshot,
+                Ok(None) => return Ok(()),
+                Err(status) => return Err(fail(status.message().to_owned(), received)),
+            };
+            received = true;
+            self.apply(&snapshot);
+            let ack = v1::AckRingRequest {
+                subscriber: self.subscriber.clone(),
+                version: snapshot.version,
+            };
+            match tokio::time::timeout(CALL_TIMEOUT, client.ack_ring(ack)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(status)) => tracing::debug!(error = %status.message(), "ring ack refused"),
+                Err(_) => tracing::debug!("ring ack timed out"),
+            }
+        }
+    }
+
+    fn apply(&self, snapshot: &v1::RingSnapshot) {
+        match RouteTable::from_snapshot(snapshot, &self.stats) {
+            Ok(table) => {
+                let names: Vec<&str> = table.upstreams.iter().map(|u| u.name.as_str()).collect();
+                tracing::info!(version = table.version, replicas = ?names, "ring version applied");
+                let version = table.version;
+                self.table.store(Some(Arc::new(table)));
+                self.stats.ring_version.store(version, Ordering::Relaxed);
+                self.applied.send_replace(version);
+            }
+            Err(e) => tracing::error!(error = %e, "ignoring an unusable ring snapshot; keeping the last good one"),
+        }
+    }
+}
+
+struct StreamError {
+    error: String,
+    /// Whether the stream delivered anything before failing (then the
+    /// backoff starts over).
+    received: bool,
+}
+
+/// Full jitter on the upper half: a wait in [d/2, d].
+fn jitter(d: Duration) -> Duration {
+    let half = d / 2;
+    half + half.mul_f64(fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_and_whole() {
+        for _ in 0..1000 {
+            let j = jitter(Duration::from_millis(800));
+            assert!(j >= Duration::from_millis(400) && j <= Duration::from_millis(800), "{j:?}");
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The routing table: one ring snapshot compiled for the request path.
+//! Built off the hot path when a snapshot arrives, swapped in atomically,
+//! read without locks.
+
+use std::sync::Arc;
+
+use http::uri::Authority;
+use ringlb_proto::v1;
+use ringlb_ring::{KeySource, Ring, RingConfig};
+
+use crate::stats::{Stats, UpstreamStats};
+
+/// A replica as the request path needs it.
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub authority: Authority,
+    pub stats: Arc<UpstreamStats>,
+}
+
+/// One ring version, ready for routing.
+#[derive(Debug)]
+pub struct RouteTable {
+    pub version: u64,
+    pub ring: Ring,
+    /// Indexed like the ring's members.
+    pub upstreams: Vec<Upstream>,
+    pub key_source: KeySource,
+}
+
+/// A snapshot the data plane cannot use; the last good one stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot {version} has no ring configuration")]
+    MissingConfig { version: u64 },
+    #[error("snapshot {version}: {source}")]
+    Config {
+        version: u64,
+        source: ringlb_proto::ConfigError,
+    },
+    #[error("snapshot {version}: {source}")]
+    Ring {
+        version: u64,
+        source: ringlb_ring::RingError,
+    },
+    #[error("snapshot {version}: replica '{name}' has an invalid address '{address}'")]
+    Address {
+        version: u64,
+        name: String,
+        address: String,
+    },
+}
+
+impl RouteTable {
+    /// Compile a snapshot; per-replica counters are kept across versions.
+    pub fn from_snapshot(snapshot: &v1::RingSnapshot, stats: &Stats) -> Result<RouteTable, SnapshotError> {
+        let version = snapshot.version;
+        let wire = snapshot
+            .config
+            .as_ref()
+            .ok_or(SnapshotError::MissingConfig { version })?;
+        let config = RingConfig::try_from(wire).map_err(|source| SnapshotError::Config { version, source })?;
+        let ids: Vec<u64> = snapshot.replicas.iter().map(|r| r.id).collect();
+        let ring = Ring::build(&config, &ids).map_err(|source| SnapshotError::Ring { version, source })?;
+        let upstreams = snapshot
+            .replicas
+            .iter()
+            .map(|r| {
+                let authority = r.address.parse::<Authority>().map_err(|_| SnapshotError::Address {
+                    version,
+                    name: r.name.clone(),
+                    address: r.address.clone(),
+                })?;
+                Ok(Upstream {
+                    name: r.name.clone(),
+                    authority,
+                    stats: stats.upstream(&r.name),
+                })
+            })
+            .collect::<Result<Vec<_>, SnapshotError>>()?;
+        stats.retain(|name| upstreams.iter().any(|u| u.name == name));
+        Ok(RouteTable {
+            version,
+            ring,
+            upstreams,
+            key_source: config.key_source,
+        })
+    }
+}
