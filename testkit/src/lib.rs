@@ -229,3 +229,188 @@ where
 pub fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap_or_else(|e| panic!("bad address {s}: {e}"))
 }
+
+/// A pooled keep-alive HTTP/1.1 client for load in tests.
+#[derive(Clone)]
+pub struct Pool {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            client: hyper_util::client::legacy::Client::builder(
+                hyper_util::rt::TokioExecutor::new(),
+            )
+            .build_http(),
+        }
+    }
+}
+
+impl Pool {
+    /// `method path` with headers and body on a pooled connection.
+    pub async fn send(
+        &self,
+        addr: &str,
+        method: Method,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, String> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let req = builder
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .map_err(|e| e.to_string())?;
+        let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    pub async fn get(&self, addr: &str, path: &str) -> Result<Reply, String> {
+        self.send(addr, Method::GET, path, "", &[]).await
+    }
+}
+
+/// A control plane process on free ports.
+pub struct ControlPlane {
+    pub proc: Proc,
+    /// HTTP admin address.
+    pub http: String,
+    /// gRPC address (`host:port`).
+    pub grpc: String,
+}
+
+/// Start `control-plane` on free loopback ports; `args` are extra flags.
+pub fn start_control_plane(args: &[&str]) -> ControlPlane {
+    let mut cmd = Command::new(bin("control-plane"));
+    cmd.args(["--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--announce"])
+        .args(["--replica-bin", &bin("replica").to_string_lossy()])
+        .args(args)
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+    let (proc, line) = Proc::spawn_announcing(cmd, "control-plane", "ready");
+    // line: "http=<addr> grpc=<addr>"
+    let field = |key: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in '{line}'"))
+            .to_owned()
+    };
+    ControlPlane {
+        http: field("http="),
+        grpc: field("grpc="),
+        proc,
+    }
+}
+
+/// A data plane process on a free port.
+pub struct DataPlane {
+    pub proc: Proc,
+    pub addr: String,
+}
+
+/// Start `data-plane` against a control plane's gRPC and HTTP addresses.
+pub fn start_data_plane(grpc: &str, http: &str, args: &[&str]) -> DataPlane {
+    let mut cmd = Command::new(bin("data-plane"));
+    cmd.args(["--listen", "127.0.0.1:0", "--announce"])
+        .args(["--control-plane-grpc", &format!("http://{grpc}")])
+        .args(["--control-plane-http", http])
+        .args(args)
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+    let (proc, addr) = Proc::spawn_announcing(cmd, "data-plane", "ready");
+    DataPlane { proc, addr }
+}
+
+/// A whole system: control plane, its replicas, one data plane that has
+/// applied the first ring.
+pub struct System {
+    pub data_plane: DataPlane,
+    pub control_plane: ControlPlane,
+}
+
+impl System {
+    pub async fn start(control_plane_args: &[&str]) -> System {
+        let control_plane = start_control_plane(control_plane_args);
+        let data_plane = start_data_plane(&control_plane.grpc, &control_plane.http, &[]);
+        let system = System {
+            data_plane,
+            control_plane,
+        };
+        system.wait_routed().await;
+        system
+    }
+
+    /// Wait until the data plane routes `/heartbeat` (it has a ring).
+    pub async fn wait_routed(&self) {
+        let addr = self.data_plane.addr.clone();
+        eventually(Duration::from_secs(20), "data plane to route", || {
+            let addr = addr.clone();
+            async move {
+                let reply = request(&addr, Method::GET, "/heartbeat", "", &[]).await.ok()?;
+                (reply.status == StatusCode::OK).then_some(())
+            }
+        })
+        .await;
+    }
+
+    pub fn lb(&self) -> &str {
+        &self.data_plane.addr
+    }
+}
+
+/// PIDs of the direct children of `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            out.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// An environment variable of a running process.
+pub fn env_of(pid: u32, key: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{key}=");
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|kv| std::str::from_utf8(kv).ok())
+        .find_map(|kv| kv.strip_prefix(&prefix).map(str::to_owned))
+}
+
+/// The PID of the replica named `name` among the children of `parent`.
+pub fn replica_pid(parent: u32, name: &str) -> Option<u32> {
+    children_of(parent)
+        .into_iter()
+        .find(|&pid| env_of(pid, "SERVER_ID").as_deref() == Some(name))
+}
+
+/// The `replicas` of a `/rep`, `/add` or `/rm` reply.
+pub fn replica_names(reply: &Reply) -> Vec<String> {
+    let value: serde_json::Value = serde_json::from_slice(&reply.body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", reply.text()));
+    value["message"]["replicas"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no replicas in {}", reply.text()))
+        .iter()
+        .map(|v| v.as_str().expect("names are strings").to_owned())
+        .collect()
+}
