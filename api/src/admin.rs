@@ -40,7 +40,9 @@ pub enum AdminError {
     TooManyHostnamesToAdd,
     #[error("Length of hostname list is more than removable instances")]
     TooManyHostnamesToRemove,
-    #[error("Invalid hostname '{0}': a name is 1 to 63 characters of [a-zA-Z0-9_.-] starting with a letter or digit")]
+    #[error(
+        "Invalid hostname '{0}': a name is 1 to 63 characters of [a-zA-Z0-9_.-] starting with a letter or digit"
+    )]
     InvalidHostname(String),
     #[error("Hostname '{0}' appears more than once in 'hostnames'")]
     DuplicateHostname(String),
@@ -65,7 +67,11 @@ pub fn is_valid_name(name: &str) -> bool {
 }
 
 /// Parse and validate an `/add` or `/rm` body. `max_n` caps `n`.
-pub fn parse_scale_request(op: AdminOp, body: &[u8], max_n: u64) -> Result<ScaleRequest, AdminError> {
+pub fn parse_scale_request(
+    op: AdminOp,
+    body: &[u8],
+    max_n: u64,
+) -> Result<ScaleRequest, AdminError> {
     let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Default::default())
     } else {
@@ -135,8 +141,17 @@ mod tests {
                 hostnames: vec!["S5".into(), "S4".into(), "S10".into(), "S11".into()]
             })
         );
-        assert_eq!(add(r#"{"n": 2}"#), Ok(ScaleRequest { n: 2, hostnames: vec![] }));
-        assert_eq!(rm(r#"{"n": 1, "hostnames": null, "extra": true}"#).map(|r| r.n), Ok(1));
+        assert_eq!(
+            add(r#"{"n": 2}"#),
+            Ok(ScaleRequest {
+                n: 2,
+                hostnames: vec![]
+            })
+        );
+        assert_eq!(
+            rm(r#"{"n": 1, "hostnames": null, "extra": true}"#).map(|r| r.n),
+            Ok(1)
+        );
     }
 
     #[test]
@@ -155,15 +170,30 @@ mod tests {
     fn bad_n() {
         assert_eq!(add("{}"), Err("Missing field 'n'".into()));
         assert_eq!(add(""), Err("Missing field 'n'".into()));
-        for (n, shown) in [("0", "0"), ("-1", "-1"), ("2.5", "2.5"), ("\"3\"", "\"3\""), ("101", "101"), ("1e30", "1e+30"), ("true", "true")] {
+        for (n, shown) in [
+            ("0", "0"),
+            ("-1", "-1"),
+            ("2.5", "2.5"),
+            ("\"3\"", "\"3\""),
+            ("101", "101"),
+            ("1e30", "1e+30"),
+            ("true", "true"),
+        ] {
             let got = add(&format!(r#"{{"n": {n}}}"#)).unwrap_err();
-            assert_eq!(got, format!("Field 'n' must be an integer between 1 and 100, got {shown}"));
+            assert_eq!(
+                got,
+                format!("Field 'n' must be an integer between 1 and 100, got {shown}")
+            );
         }
     }
 
     #[test]
     fn bad_json_and_shapes() {
-        assert!(add("{\"n\": ").unwrap_err().starts_with("Malformed JSON body: "));
+        assert!(
+            add("{\"n\": ")
+                .unwrap_err()
+                .starts_with("Malformed JSON body: ")
+        );
         assert_eq!(add("[1]"), Err("Request body must be a JSON object".into()));
         assert_eq!(
             add(r#"{"n": 1, "hostnames": "S1"}"#),
@@ -179,7 +209,10 @@ mod tests {
     fn names_are_checked() {
         for bad in ["", "-x", "a b", "a/b", "é", &"x".repeat(64)] {
             let body = serde_json::json!({"n": 1, "hostnames": [bad]}).to_string();
-            assert!(add(&body).unwrap_err().starts_with("Invalid hostname"), "{bad:?}");
+            assert!(
+                add(&body).unwrap_err().starts_with("Invalid hostname"),
+                "{bad:?}"
+            );
         }
         assert!(is_valid_name(&"x".repeat(63)));
         assert!(is_valid_name("S_1.b-2"));

@@ -12,11 +12,19 @@ use serde_json::ser::Formatter;
 pub struct SpecFormatter;
 
 impl Formatter for SpecFormatter {
-    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         if first { Ok(()) } else { w.write_all(b", ") }
     }
 
-    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         if first { Ok(()) } else { w.write_all(b", ") }
     }
 
@@ -45,7 +53,8 @@ mod tests {
 
     #[test]
     fn separators_match_python_json_dumps() {
-        let value = serde_json::json!({"message": {"N": 3, "replicas": ["a", "b"]}, "status": "ok"});
+        let value =
+            serde_json::json!({"message": {"N": 3, "replicas": ["a", "b"]}, "status": "ok"});
         assert_eq!(
             String::from_utf8(to_vec(&value)).expect("utf-8"),
             r#"{"message": {"N": 3, "replicas": ["a", "b"]}, "status": "ok"}"#

@@ -30,6 +30,9 @@ pub enum ManagerError {
 impl ManagerError {
     /// Whether the request was at fault (400) rather than the system (500/503).
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, ManagerError::NotHealthy { .. } | ManagerError::Backend(_))
+        !matches!(
+            self,
+            ManagerError::NotHealthy { .. } | ManagerError::Backend(_)
+        )
     }
 }

@@ -9,6 +9,7 @@ use ringlb_api::admin::ScaleRequest;
 use ringlb_proto::v1;
 use ringlb_proto::v1::control_plane_server::{ControlPlane, ControlPlaneServer};
 use tokio_stream::wrappers::WatchStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::error::ManagerError;
@@ -17,11 +18,14 @@ use crate::manager::Manager;
 /// The ControlPlane service over a manager.
 pub struct ControlPlaneService {
     manager: Arc<Manager>,
+    /// Ends every watch stream when the server shuts down (a graceful
+    /// shutdown otherwise waits for streams that never end).
+    stop: CancellationToken,
 }
 
 impl ControlPlaneService {
-    pub fn new(manager: Arc<Manager>) -> Self {
-        ControlPlaneService { manager }
+    pub fn new(manager: Arc<Manager>, stop: CancellationToken) -> Self {
+        ControlPlaneService { manager, stop }
     }
 }
 
@@ -92,14 +96,16 @@ impl ControlPlane for ControlPlaneService {
         request: Request<v1::WatchRingRequest>,
     ) -> Result<Response<Self::WatchRingStream>, Status> {
         let subscriber = request.into_inner().subscriber;
-        let registration = (!subscriber.is_empty())
-            .then(|| self.manager.subscribers().register(&subscriber));
-        let stream = WatchStream::new(self.manager.watch()).map(move |state| {
-            // The registration lives as long as the stream: when the data
-            // plane hangs up, tonic drops the stream and it deregisters.
-            let _keep = &registration;
-            Ok(v1::RingSnapshot::from(&*state))
-        });
+        let registration =
+            (!subscriber.is_empty()).then(|| self.manager.subscribers().register(&subscriber));
+        let stream = WatchStream::new(self.manager.watch())
+            .map(move |state| {
+                // The registration lives as long as the stream: when the data
+                // plane hangs up, tonic drops the stream and it deregisters.
+                let _keep = &registration;
+                Ok(v1::RingSnapshot::from(&*state))
+            })
+            .take_until(self.stop.clone().cancelled_owned());
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -138,7 +144,7 @@ impl ControlPlane for ControlPlaneService {
 pub async fn serve(
     manager: Arc<Manager>,
     listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send,
+    stop: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ringlb_proto::FILE_DESCRIPTOR_SET)
@@ -158,7 +164,10 @@ pub async fn serve(
         .await;
 
     let mut router = tonic::transport::Server::builder()
-        .add_service(ControlPlaneServer::new(ControlPlaneService::new(manager)))
+        .add_service(ControlPlaneServer::new(ControlPlaneService::new(
+            manager,
+            stop.clone(),
+        )))
         .add_service(health_service);
     if let Ok(reflection) = reflection_v1 {
         router = router.add_service(reflection);
@@ -169,7 +178,7 @@ pub async fn serve(
     router
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
+            stop.cancelled_owned(),
         )
         .await
 }

@@ -104,7 +104,9 @@ pub async fn run_checker(manager: Arc<Manager>, settings: CheckerSettings) {
                         misses.remove(&key);
                         let manager = manager.clone();
                         let why = format!("{} heartbeats missed ({reason})", settings.threshold);
-                        tokio::spawn(async move { manager.replica_failed(&key.0, key.1, &why).await });
+                        tokio::spawn(
+                            async move { manager.replica_failed(&key.0, key.1, &why).await },
+                        );
                     }
                 }
             }

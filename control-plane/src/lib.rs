@@ -33,6 +33,9 @@ use crate::backend::BackendEvent;
 use crate::health::CheckerSettings;
 use crate::manager::Manager;
 
+/// How long open connections get to finish after shutdown starts.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Why the control plane stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlPlaneError {
@@ -56,7 +59,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ControlPlaneError> {
     let stop = CancellationToken::new();
-    let outcome = serve(manager.clone(), checker, http, grpc, ready, stop.clone(), shutdown).await;
+    let outcome = serve(
+        manager.clone(),
+        checker,
+        http,
+        grpc,
+        ready,
+        stop.clone(),
+        shutdown,
+    )
+    .await;
     stop.cancel();
     tracing::info!(backend = manager.backend().kind(), "control plane stopping");
     manager.backend().shutdown().await;
@@ -78,14 +90,14 @@ async fn serve(
         result = bootstrap => { result?; }
         () = &mut shutdown => return Ok(()),
     }
-    let background = [
-        tokio::spawn(stop.clone().run_until_cancelled_owned(health::run_checker(manager.clone(), checker))),
-        tokio::spawn(stop.clone().run_until_cancelled_owned(watch_backend(manager.clone()))),
-    ];
+    // Dropping the set (also when this future is dropped) aborts them.
+    let mut background = tokio::task::JoinSet::new();
+    background.spawn(health::run_checker(manager.clone(), checker));
+    background.spawn(watch_backend(manager.clone()));
 
     let http_server = axum::serve(http, http_api::router(manager.clone()))
         .with_graceful_shutdown(stop.clone().cancelled_owned());
-    let grpc_server = grpc::serve(manager.clone(), grpc, stop.clone().cancelled_owned());
+    let grpc_server = grpc::serve(manager.clone(), grpc, stop.clone());
     let servers = async {
         let (h, g) = tokio::join!(
             async { http_server.await.map_err(ControlPlaneError::from) },
@@ -99,12 +111,17 @@ async fn serve(
         result = &mut servers => result,
         () = &mut shutdown => {
             stop.cancel();
-            servers.await
+            // Clients that do not hang up must not hold the shutdown forever.
+            match tokio::time::timeout(DRAIN_TIMEOUT, servers).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(timeout = ?DRAIN_TIMEOUT, "connections still open after the drain timeout; closing them");
+                    Ok(())
+                }
+            }
         }
     };
-    for task in background {
-        task.abort();
-    }
+    background.abort_all();
     result
 }
 
@@ -118,7 +135,10 @@ async fn watch_backend(manager: Arc<Manager>) {
                 tokio::spawn(async move { manager.replica_failed(&name, id, "exited").await });
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "backend events lagged; heartbeats will catch up");
+                tracing::warn!(
+                    missed = n,
+                    "backend events lagged; heartbeats will catch up"
+                );
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }

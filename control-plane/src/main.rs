@@ -152,7 +152,14 @@ async fn main() -> anyhow::Result<()> {
         interval: args.heartbeat_interval,
         threshold: args.failure_threshold,
     };
-    ringlb_control_plane::run(manager, checker, http, grpc, ready, ringlb_rt::shutdown_signal())
-        .await
-        .context("control plane failed")
+    ringlb_control_plane::run(
+        manager,
+        checker,
+        http,
+        grpc,
+        ready,
+        ringlb_rt::shutdown_signal(),
+    )
+    .await
+    .context("control plane failed")
 }

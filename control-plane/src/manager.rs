@@ -145,7 +145,9 @@ impl Manager {
             }
             let mut planned: Vec<String> = request.hostnames.clone();
             while planned.len() < request.n {
-                let name = names::generate(|n| current.find(n).is_some() || planned.iter().any(|p| p == n));
+                let name = names::generate(|n| {
+                    current.find(n).is_some() || planned.iter().any(|p| p == n)
+                });
                 planned.push(name);
             }
             let with_ids: Vec<(String, u64)> = planned
@@ -210,7 +212,9 @@ impl Manager {
         for (name, result) in victims.iter().zip(futures::future::join_all(stops).await) {
             match result {
                 Ok(()) => tracing::info!(%name, "replica removed"),
-                Err(e) => tracing::warn!(%name, error = %e, "replica left the ring but did not stop cleanly"),
+                Err(e) => {
+                    tracing::warn!(%name, error = %e, "replica left the ring but did not stop cleanly")
+                }
             }
         }
         Ok(published)
@@ -243,11 +247,16 @@ impl Manager {
         {
             let _ops = self.desired.lock().await;
             let current = self.current();
-            if !current.find(name).is_some_and(|r| r.id == id) {
+            if current.find(name).is_none_or(|r| r.id != id) {
                 return; // already removed or replaced
             }
             tracing::warn!(%name, id, %reason, "replica failed; taking it off the ring");
-            let remaining = current.replicas.iter().filter(|r| r.name != name).cloned().collect();
+            let remaining = current
+                .replicas
+                .iter()
+                .filter(|r| r.name != name)
+                .cloned()
+                .collect();
             self.publish(current.with_replicas(remaining));
             if let Err(e) = self.backend.stop(name).await {
                 tracing::warn!(%name, error = %e, "cleaning up the failed replica");
@@ -287,7 +296,9 @@ impl Manager {
                     replicas.extend(started);
                     self.publish(current.with_replicas(replicas));
                 }
-                Err(e) => tracing::error!(error = %e, missing, "cannot start replacement replicas; will retry"),
+                Err(e) => {
+                    tracing::error!(error = %e, missing, "cannot start replacement replicas; will retry")
+                }
             }
         }
         drop(desired);
@@ -297,7 +308,9 @@ impl Manager {
     /// Start every `(name, id)`, wait for their heartbeats; on any failure
     /// stop the ones that started and return the first error.
     async fn start_all(&self, planned: Vec<(String, u64)>) -> Result<Vec<Replica>, ManagerError> {
-        let starts = planned.into_iter().map(|(name, id)| self.start_one(name, id));
+        let starts = planned
+            .into_iter()
+            .map(|(name, id)| self.start_one(name, id));
         let results = futures::future::join_all(starts).await;
         let mut started = Vec::with_capacity(results.len());
         let mut first_error = None;

@@ -25,7 +25,10 @@ mod tests {
             let name = generate(|n| n.ends_with('0'));
             let hex = name.strip_prefix("server-").expect("prefix");
             assert_eq!(hex.len(), 6, "{name}");
-            assert!(hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+            assert!(
+                hex.chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
             assert!(!name.ends_with('0'));
         }
         assert_eq!(boot_name(3), "server-3");

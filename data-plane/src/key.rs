@@ -52,8 +52,14 @@ mod tests {
     #[test]
     fn keys_by_source() {
         let ip: IpAddr = [10, 0, 0, 1].into();
-        assert_eq!(request_key(KeySource::RequestId, &parts("/home", Some("123456")), ip), 123_456);
-        assert_eq!(request_key(KeySource::RequestId, &parts("/home", Some(" 42 ")), ip), 42);
+        assert_eq!(
+            request_key(KeySource::RequestId, &parts("/home", Some("123456")), ip),
+            123_456
+        );
+        assert_eq!(
+            request_key(KeySource::RequestId, &parts("/home", Some(" 42 ")), ip),
+            42
+        );
         let named = request_key(KeySource::RequestId, &parts("/home", Some("abc")), ip);
         assert_eq!(named, key_of_bytes(b"abc"));
         for _ in 0..1000 {
@@ -62,7 +68,13 @@ mod tests {
             let k = request_key(KeySource::Random, &parts("/home", Some("7")), ip);
             assert!(RANDOM_IDS.contains(&k));
         }
-        assert_eq!(request_key(KeySource::ClientIp, &parts("/a", None), ip), key_of_bytes(&[10, 0, 0, 1]));
-        assert_eq!(request_key(KeySource::Path, &parts("/a?x=1", None), ip), key_of_bytes(b"/a"));
+        assert_eq!(
+            request_key(KeySource::ClientIp, &parts("/a", None), ip),
+            key_of_bytes(&[10, 0, 0, 1])
+        );
+        assert_eq!(
+            request_key(KeySource::Path, &parts("/a?x=1", None), ip),
+            key_of_bytes(b"/a")
+        );
     }
 }

@@ -114,7 +114,11 @@ impl DataPlaneBuilder {
             .map_err(|_| BuildError::AdminAddress(self.http.clone()))?;
         let endpoint = self.grpc.ok_or(BuildError::MissingGrpc)?;
         let subscriber = self.subscriber.unwrap_or_else(|| {
-            format!("data-plane-{}-{:04x}", std::process::id(), fastrand::u16(..))
+            format!(
+                "data-plane-{}-{:04x}",
+                std::process::id(),
+                fastrand::u16(..)
+            )
         });
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -174,7 +178,11 @@ impl DataPlane {
 
     /// Watch the ring and proxy requests accepted on `listener` until
     /// `shutdown` resolves; then drain open connections.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let watcher = tokio::spawn(self.subscription.run());
         let result = serve(listener, self.shared, shutdown).await;
         watcher.abort();
@@ -182,7 +190,11 @@ impl DataPlane {
     }
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
@@ -217,14 +229,21 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("client connections still open after the drain timeout");
     }
     Ok(())
 }
 
 /// Serve the Prometheus text of `stats` at `/metrics` on `listener`.
-pub async fn serve_metrics(listener: TcpListener, stats: Arc<Stats>, shutdown: impl Future<Output = ()>) {
+pub async fn serve_metrics(
+    listener: TcpListener,
+    stats: Arc<Stats>,
+    shutdown: impl Future<Output = ()>,
+) {
     use bytes::Bytes;
     use http_body_util::Full;
     tokio::pin!(shutdown);
@@ -254,6 +273,9 @@ pub async fn serve_metrics(listener: TcpListener, stats: Arc<Stats>, shutdown: i
                 Ok::<_, Infallible>(response)
             }
         });
-        tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service),
+        );
     }
 }

@@ -16,12 +16,20 @@ struct Args {
     listen: SocketAddr,
 
     /// The control plane's gRPC endpoint (ring stream).
-    #[arg(long, env = "RINGLB_CONTROL_PLANE_GRPC", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "RINGLB_CONTROL_PLANE_GRPC",
+        default_value = "http://127.0.0.1:50051"
+    )]
     control_plane_grpc: String,
 
     /// The control plane's HTTP admin address (host:port) that /rep, /add and
     /// /rm are forwarded to.
-    #[arg(long, env = "RINGLB_CONTROL_PLANE_HTTP", default_value = "127.0.0.1:5100")]
+    #[arg(
+        long,
+        env = "RINGLB_CONTROL_PLANE_HTTP",
+        default_value = "127.0.0.1:5100"
+    )]
     control_plane_http: String,
 
     /// Address of the Prometheus /metrics endpoint; off unless given.
@@ -68,7 +76,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     if let Some(id) = args.subscriber_id {
         builder = builder.subscriber_id(id);
     }
-    let data_plane = builder.build().context("invalid data plane configuration")?;
+    let data_plane = builder
+        .build()
+        .context("invalid data plane configuration")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -78,13 +88,19 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {metrics} (metrics)"))?;
         tracing::info!(addr = %metrics.local_addr()?, "metrics serving");
-        tokio::spawn(ringlb_data_plane::serve_metrics(metrics, data_plane.stats(), std::future::pending()));
+        tokio::spawn(ringlb_data_plane::serve_metrics(
+            metrics,
+            data_plane.stats(),
+            std::future::pending(),
+        ));
     }
     tracing::info!(%local, control_plane = %args.control_plane_grpc, "data plane serving");
     if args.announce {
         println!("ready {local}");
     }
-    data_plane.run(listener, ringlb_rt::shutdown_signal()).await?;
+    data_plane
+        .run(listener, ringlb_rt::shutdown_signal())
+        .await?;
     tracing::info!("data plane stopped");
     Ok(())
 }

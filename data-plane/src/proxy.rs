@@ -31,7 +31,11 @@ fn is_admin(path: &str) -> bool {
 }
 
 /// Handle one request from a client at `client`.
-pub async fn handle(shared: Arc<Shared>, client: IpAddr, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    client: IpAddr,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     if is_admin(req.uri().path()) {
         shared.stats.admin.fetch_add(1, Ordering::Relaxed);
         return forward_admin(&shared, req).await;
@@ -42,7 +46,10 @@ pub async fn handle(shared: Arc<Shared>, client: IpAddr, req: Request<Incoming>)
 async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Response<ProxyBody> {
     let Some(table) = shared.table.load_full().filter(|t| !t.ring.is_empty()) else {
         shared.stats.no_replica.fetch_add(1, Ordering::Relaxed);
-        return failure(StatusCode::SERVICE_UNAVAILABLE, "No server replicas available");
+        return failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "No server replicas available",
+        );
     };
     let (mut parts, body) = req.into_parts();
     let key = crate::key::request_key(table.key_source, &parts, client);
@@ -90,7 +97,10 @@ async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Respo
     tracing::warn!(?tried, "no replica reachable");
     failure(
         StatusCode::BAD_GATEWAY,
-        &format!("No server replica could be reached (tried {})", tried.join(", ")),
+        &format!(
+            "No server replica could be reached (tried {})",
+            tried.join(", ")
+        ),
     )
 }
 
@@ -220,7 +230,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// A JSON error in the spec's shape.
 pub fn failure(status: StatusCode, what: &str) -> Response<ProxyBody> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(ringlb_api::failure(what)))));
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(ringlb_api::failure(
+        what,
+    )))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -236,10 +248,16 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_go_end_to_end_ones_stay() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-private"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert("x-private", HeaderValue::from_static("1"));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         headers.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
         headers.insert("x-request-id", HeaderValue::from_static("123456"));
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));

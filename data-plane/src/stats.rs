@@ -58,26 +58,57 @@ impl Stats {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(1024);
         let mut counter = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
         };
-        counter("ringlb_no_replica_total", "Requests answered 503: no replica on the ring.", self.no_replica.load(Ordering::Relaxed));
-        counter("ringlb_unreachable_total", "Requests answered 502: no replica reachable.", self.unreachable.load(Ordering::Relaxed));
-        counter("ringlb_retries_total", "Attempts retried on the next replica.", self.retries.load(Ordering::Relaxed));
-        counter("ringlb_admin_requests_total", "Admin requests forwarded to the control plane.", self.admin.load(Ordering::Relaxed));
+        counter(
+            "ringlb_no_replica_total",
+            "Requests answered 503: no replica on the ring.",
+            self.no_replica.load(Ordering::Relaxed),
+        );
+        counter(
+            "ringlb_unreachable_total",
+            "Requests answered 502: no replica reachable.",
+            self.unreachable.load(Ordering::Relaxed),
+        );
+        counter(
+            "ringlb_retries_total",
+            "Attempts retried on the next replica.",
+            self.retries.load(Ordering::Relaxed),
+        );
+        counter(
+            "ringlb_admin_requests_total",
+            "Admin requests forwarded to the control plane.",
+            self.admin.load(Ordering::Relaxed),
+        );
         let _ = writeln!(
             out,
             "# HELP ringlb_ring_version Ring version in force.\n# TYPE ringlb_ring_version gauge\nringlb_ring_version {}",
             self.ring_version.load(Ordering::Relaxed)
         );
-        let mut upstreams: Vec<_> = self.upstreams.iter().map(|e| (e.key().clone(), e.value().clone())).collect();
+        let mut upstreams: Vec<_> = self
+            .upstreams
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
         upstreams.sort_by(|a, b| a.0.cmp(&b.0));
         out.push_str("# HELP ringlb_upstream_requests_total Requests forwarded, by replica.\n# TYPE ringlb_upstream_requests_total counter\n");
         for (name, s) in &upstreams {
-            let _ = writeln!(out, "ringlb_upstream_requests_total{{replica=\"{name}\"}} {}", s.requests.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "ringlb_upstream_requests_total{{replica=\"{name}\"}} {}",
+                s.requests.load(Ordering::Relaxed)
+            );
         }
         out.push_str("# HELP ringlb_upstream_errors_total Failed attempts, by replica.\n# TYPE ringlb_upstream_errors_total counter\n");
         for (name, s) in &upstreams {
-            let _ = writeln!(out, "ringlb_upstream_errors_total{{replica=\"{name}\"}} {}", s.errors.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "ringlb_upstream_errors_total{{replica=\"{name}\"}} {}",
+                s.errors.load(Ordering::Relaxed)
+            );
         }
         out
     }

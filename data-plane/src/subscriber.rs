@@ -65,7 +65,10 @@ impl Subscription {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
-        let channel: Channel = endpoint.connect().await.map_err(|e| fail(e.to_string(), false))?;
+        let channel: Channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| fail(e.to_string(), false))?;
         let mut client = ControlPlaneClient::new(channel);
         let request = v1::WatchRingRequest {
             subscriber: self.subscriber.clone(),
@@ -105,7 +108,9 @@ impl Subscription {
                 self.stats.ring_version.store(version, Ordering::Relaxed);
                 self.applied.send_replace(version);
             }
-            Err(e) => tracing::error!(error = %e, "ignoring an unusable ring snapshot; keeping the last good one"),
+            Err(e) => {
+                tracing::error!(error = %e, "ignoring an unusable ring snapshot; keeping the last good one")
+            }
         }
     }
 }
@@ -131,7 +136,10 @@ mod tests {
     fn jitter_stays_within_half_and_whole() {
         for _ in 0..1000 {
             let j = jitter(Duration::from_millis(800));
-            assert!(j >= Duration::from_millis(400) && j <= Duration::from_millis(800), "{j:?}");
+            assert!(
+                j >= Duration::from_millis(400) && j <= Duration::from_millis(800),
+                "{j:?}"
+            );
         }
     }
 }

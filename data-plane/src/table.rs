@@ -53,24 +53,32 @@ pub enum SnapshotError {
 
 impl RouteTable {
     /// Compile a snapshot; per-replica counters are kept across versions.
-    pub fn from_snapshot(snapshot: &v1::RingSnapshot, stats: &Stats) -> Result<RouteTable, SnapshotError> {
+    pub fn from_snapshot(
+        snapshot: &v1::RingSnapshot,
+        stats: &Stats,
+    ) -> Result<RouteTable, SnapshotError> {
         let version = snapshot.version;
         let wire = snapshot
             .config
             .as_ref()
             .ok_or(SnapshotError::MissingConfig { version })?;
-        let config = RingConfig::try_from(wire).map_err(|source| SnapshotError::Config { version, source })?;
+        let config = RingConfig::try_from(wire)
+            .map_err(|source| SnapshotError::Config { version, source })?;
         let ids: Vec<u64> = snapshot.replicas.iter().map(|r| r.id).collect();
-        let ring = Ring::build(&config, &ids).map_err(|source| SnapshotError::Ring { version, source })?;
+        let ring =
+            Ring::build(&config, &ids).map_err(|source| SnapshotError::Ring { version, source })?;
         let upstreams = snapshot
             .replicas
             .iter()
             .map(|r| {
-                let authority = r.address.parse::<Authority>().map_err(|_| SnapshotError::Address {
-                    version,
-                    name: r.name.clone(),
-                    address: r.address.clone(),
-                })?;
+                let authority =
+                    r.address
+                        .parse::<Authority>()
+                        .map_err(|_| SnapshotError::Address {
+                            version,
+                            name: r.name.clone(),
+                            address: r.address.clone(),
+                        })?;
                 Ok(Upstream {
                     name: r.name.clone(),
                     authority,

@@ -38,7 +38,11 @@ async fn refused(lb: &str, method: Method, path: &str, body: &str, expected: &st
     let reply = call(lb, method.clone(), path, body).await;
     assert_json(&reply, 400, &failure(expected));
     let after = call(lb, Method::GET, "/rep", "").await;
-    assert_eq!(before.text(), after.text(), "{method} {path} {body} changed the set");
+    assert_eq!(
+        before.text(),
+        after.text(),
+        "{method} {path} {body} changed the set"
+    );
 }
 
 #[tokio::test]
@@ -51,28 +55,39 @@ async fn rep_add_rm_and_routing_as_the_spec_says() {
     assert_json(&rep, 200, &listing(&["server-1", "server-2", "server-3"]));
     // ... also on the control plane's own port.
     let direct = call(&system.control_plane.http, Method::GET, "/rep", "").await;
-    assert_json(&direct, 200, &listing(&["server-1", "server-2", "server-3"]));
+    assert_json(
+        &direct,
+        200,
+        &listing(&["server-1", "server-2", "server-3"]),
+    );
 
     // GET /home
     let home = call(lb, Method::GET, "/home", "").await;
     assert_eq!(home.status, 200);
     let text = home.text();
     assert!(
-        ["server-1", "server-2", "server-3"]
-            .iter()
-            .any(|s| text == format!(r#"{{"message": "Hello from Server: {s}", "status": "successful"}}"#)),
+        ["server-1", "server-2", "server-3"].iter().any(|s| text
+            == format!(r#"{{"message": "Hello from Server: {s}", "status": "successful"}}"#)),
         "{text}"
     );
 
     // POST /add with the spec's example.
-    let added = call(lb, Method::POST, "/add", r#"{"n": 4, "hostnames": ["S5", "S4", "S10", "S11"]}"#).await;
+    let added = call(
+        lb,
+        Method::POST,
+        "/add",
+        r#"{"n": 4, "hostnames": ["S5", "S4", "S10", "S11"]}"#,
+    )
+    .await;
     assert_json(
         &added,
         200,
         &listing(&["server-1", "server-2", "server-3", "S5", "S4", "S10", "S11"]),
     );
     // The new replicas answer right after /add returns.
-    let s5 = request(lb, Method::GET, "/home", "", &[]).await.expect("home");
+    let s5 = request(lb, Method::GET, "/home", "", &[])
+        .await
+        .expect("home");
     assert_eq!(s5.status, 200);
 
     // /add with generated names.
@@ -82,18 +97,34 @@ async fn rep_add_rm_and_routing_as_the_spec_says() {
     assert_eq!(names.len(), 9);
     for generated in &names[7..] {
         let hex = generated.strip_prefix("server-").expect("generated prefix");
-        assert!(hex.len() == 6 && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)), "{generated}");
+        assert!(
+            hex.len() == 6
+                && hex
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+            "{generated}"
+        );
     }
 
     // DELETE /rm with the spec's example: S5 and S4 plus one random other.
-    let removed = call(lb, Method::DELETE, "/rm", r#"{"n": 3, "hostnames": ["S5", "S4"]}"#).await;
+    let removed = call(
+        lb,
+        Method::DELETE,
+        "/rm",
+        r#"{"n": 3, "hostnames": ["S5", "S4"]}"#,
+    )
+    .await;
     assert_eq!(removed.status, 200, "{}", removed.text());
     let left = replica_names(&removed);
     assert_eq!(left.len(), 6);
     assert!(!left.contains(&"S5".to_string()) && !left.contains(&"S4".to_string()));
     let order_kept: Vec<&String> = names.iter().filter(|n| left.contains(n)).collect();
     assert_eq!(order_kept, left.iter().collect::<Vec<_>>(), "oldest first");
-    assert_json(&removed, 200, &listing(&left.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_json(
+        &removed,
+        200,
+        &listing(&left.iter().map(String::as_str).collect::<Vec<_>>()),
+    );
 
     // POST /rm is accepted too; a removed name can be added again at once.
     let again = call(lb, Method::POST, "/add", r#"{"n": 1, "hostnames": ["S5"]}"#).await;
@@ -134,7 +165,13 @@ async fn rep_add_rm_and_routing_as_the_spec_says() {
         503,
         &failure("No server replicas available"),
     );
-    let back = call(lb, Method::POST, "/add", r#"{"n": 1, "hostnames": ["server-1"]}"#).await;
+    let back = call(
+        lb,
+        Method::POST,
+        "/add",
+        r#"{"n": 1, "hostnames": ["server-1"]}"#,
+    )
+    .await;
     assert_json(&back, 200, &listing(&["server-1"]));
     assert_eq!(
         call(lb, Method::GET, "/home", "").await.text(),
@@ -146,21 +183,112 @@ async fn rep_add_rm_and_routing_as_the_spec_says() {
 async fn every_add_error_is_refused_and_changes_nothing() {
     let system = System::start(&["--max-replicas", "20"]).await;
     for lb in [system.lb(), system.control_plane.http.as_str()] {
-        refused(lb, Method::POST, "/add", r#"{"n": 1, "hostnames": ["S5", "S4"]}"#, "Length of hostname list is more than newly added instances").await;
-        refused(lb, Method::POST, "/add", r#"{"n": 2, "hostnames": "#, "Malformed JSON body: EOF while parsing a value at line 1 column 22").await;
-        refused(lb, Method::POST, "/add", r#"{"hostnames": ["S5"]}"#, "Missing field 'n'").await;
+        refused(
+            lb,
+            Method::POST,
+            "/add",
+            r#"{"n": 1, "hostnames": ["S5", "S4"]}"#,
+            "Length of hostname list is more than newly added instances",
+        )
+        .await;
+        refused(
+            lb,
+            Method::POST,
+            "/add",
+            r#"{"n": 2, "hostnames": "#,
+            "Malformed JSON body: EOF while parsing a value at line 1 column 22",
+        )
+        .await;
+        refused(
+            lb,
+            Method::POST,
+            "/add",
+            r#"{"hostnames": ["S5"]}"#,
+            "Missing field 'n'",
+        )
+        .await;
         refused(lb, Method::POST, "/add", "", "Missing field 'n'").await;
-        refused(lb, Method::POST, "/add", r#"[1, 2]"#, "Request body must be a JSON object").await;
-        refused(lb, Method::POST, "/add", r#"{"n": "2"}"#, r#"Field 'n' must be an integer between 1 and 20, got \"2\""#).await;
-        refused(lb, Method::POST, "/add", r#"{"n": 1.5}"#, "Field 'n' must be an integer between 1 and 20, got 1.5").await;
-        refused(lb, Method::POST, "/add", r#"{"n": -1}"#, "Field 'n' must be an integer between 1 and 20, got -1").await;
-        refused(lb, Method::POST, "/add", r#"{"n": 0}"#, "Field 'n' must be an integer between 1 and 20, got 0").await;
-        refused(lb, Method::POST, "/add", r#"{"n": 1000000}"#, "Field 'n' must be an integer between 1 and 20, got 1000000").await;
-        refused(lb, Method::POST, "/add", r#"{"n": 18}"#, "Adding 18 replicas would make 21, more than the maximum of 20").await;
-        refused(lb, Method::POST, "/add", r#"{"n": 1, "hostnames": ["server-2"]}"#, "Hostname 'server-2' already exists").await;
-        refused(lb, Method::POST, "/add", r#"{"n": 2, "hostnames": ["S7", "S7"]}"#, "Hostname 'S7' appears more than once in 'hostnames'").await;
+        refused(
+            lb,
+            Method::POST,
+            "/add",
+            r#"[1, 2]"#,
+            "Request body must be a JSON object",
+        )
+        .await;
+        refused(
+            lb,
+            Method::POST,
+            "/add",
+            r#"{"n": "2"}"#,
+            r#"Field 'n' must be an integer between 1 and 20, got \"2\""#,
+        )
+        .await;
+        refused(
+            lb,
+            Method::POST,
+            "/add",
+            r#"{"n": 1.5}"#,
+            "Field 'n' must be an integer between 1 and 20, got 1.5",
+        )
+        .await;
+        refused(
+            lb,
+            Method::POST,
+            "/add",
+            r#"{"n": -1}"#,
+            "Field 'n' must be an integer between 1 and 20, got -1",
+        )
+        .await;
+        refused(
+            lb,
+            Method::POST,
+            "/add",
+            r#"{"n": 0}"#,
+            "Field 'n' must be an integer between 1 and 20, got 0",
+        )
+        .await;
+        refused(
+            lb,
+            Method::POST,
+            "/add",
+            r#"{"n": 1000000}"#,
+            "Field 'n' must be an integer between 1 and 20, got 1000000",
+        )
+        .await;
+        refused(
+            lb,
+            Method::POST,
+            "/add",
+            r#"{"n": 18}"#,
+            "Adding 18 replicas would make 21, more than the maximum of 20",
+        )
+        .await;
+        refused(
+            lb,
+            Method::POST,
+            "/add",
+            r#"{"n": 1, "hostnames": ["server-2"]}"#,
+            "Hostname 'server-2' already exists",
+        )
+        .await;
+        refused(
+            lb,
+            Method::POST,
+            "/add",
+            r#"{"n": 2, "hostnames": ["S7", "S7"]}"#,
+            "Hostname 'S7' appears more than once in 'hostnames'",
+        )
+        .await;
         refused(lb, Method::POST, "/add", r#"{"n": 1, "hostnames": ["bad name"]}"#, "Invalid hostname 'bad name': a name is 1 to 63 characters of [a-zA-Z0-9_.-] starting with a letter or digit").await;
-        refused(lb, Method::POST, "/add", r#"{"n": 1, "hostnames": [7]}"#, "Field 'hostnames' must be a list of strings, got 7").await;
+        refused(
+            lb,
+            Method::POST,
+            "/add",
+            r#"{"n": 1, "hostnames": [7]}"#,
+            "Field 'hostnames' must be a list of strings, got 7",
+        )
+        .await;
     }
 }
 
@@ -168,12 +296,54 @@ async fn every_add_error_is_refused_and_changes_nothing() {
 async fn every_rm_error_is_refused_and_changes_nothing() {
     let system = System::start(&[]).await;
     for lb in [system.lb(), system.control_plane.http.as_str()] {
-        refused(lb, Method::DELETE, "/rm", r#"{"n": 1, "hostnames": ["server-1", "server-2"]}"#, "Length of hostname list is more than removable instances").await;
-        refused(lb, Method::DELETE, "/rm", r#"{"n": 4}"#, "Cannot remove 4 replicas: only 3 exist").await;
-        refused(lb, Method::DELETE, "/rm", r#"{"n": 1, "hostnames": ["S9"]}"#, "Hostname 'S9' is not a replica").await;
-        refused(lb, Method::DELETE, "/rm", r#"{"n": 2, "hostnames": ["server-1", "server-1"]}"#, "Hostname 'server-1' appears more than once in 'hostnames'").await;
-        refused(lb, Method::POST, "/rm", r#"{"n": }"#, "Malformed JSON body: expected value at line 1 column 7").await;
-        refused(lb, Method::DELETE, "/rm", r#"{"n": -2}"#, "Field 'n' must be an integer between 1 and 50, got -2").await;
+        refused(
+            lb,
+            Method::DELETE,
+            "/rm",
+            r#"{"n": 1, "hostnames": ["server-1", "server-2"]}"#,
+            "Length of hostname list is more than removable instances",
+        )
+        .await;
+        refused(
+            lb,
+            Method::DELETE,
+            "/rm",
+            r#"{"n": 4}"#,
+            "Cannot remove 4 replicas: only 3 exist",
+        )
+        .await;
+        refused(
+            lb,
+            Method::DELETE,
+            "/rm",
+            r#"{"n": 1, "hostnames": ["S9"]}"#,
+            "Hostname 'S9' is not a replica",
+        )
+        .await;
+        refused(
+            lb,
+            Method::DELETE,
+            "/rm",
+            r#"{"n": 2, "hostnames": ["server-1", "server-1"]}"#,
+            "Hostname 'server-1' appears more than once in 'hostnames'",
+        )
+        .await;
+        refused(
+            lb,
+            Method::POST,
+            "/rm",
+            r#"{"n": }"#,
+            "Malformed JSON body: expected value at line 1 column 7",
+        )
+        .await;
+        refused(
+            lb,
+            Method::DELETE,
+            "/rm",
+            r#"{"n": -2}"#,
+            "Field 'n' must be an integer between 1 and 50, got -2",
+        )
+        .await;
     }
 }
 
@@ -181,10 +351,18 @@ async fn every_rm_error_is_refused_and_changes_nothing() {
 async fn wrong_methods_and_unknown_admin_paths_answer_json() {
     let system = System::start(&[]).await;
     let cp = system.control_plane.http.as_str();
-    for (method, path) in [(Method::GET, "/add"), (Method::GET, "/rm"), (Method::POST, "/rep")] {
+    for (method, path) in [
+        (Method::GET, "/add"),
+        (Method::GET, "/rm"),
+        (Method::POST, "/rep"),
+    ] {
         for addr in [system.lb(), cp] {
             let reply = call(addr, method.clone(), path, "").await;
-            assert_json(&reply, 405, &failure(&format!("Method {method} is not allowed on '{path}'")));
+            assert_json(
+                &reply,
+                405,
+                &failure(&format!("Method {method} is not allowed on '{path}'")),
+            );
         }
     }
     assert_json(
@@ -194,5 +372,9 @@ async fn wrong_methods_and_unknown_admin_paths_answer_json() {
     );
     let big = format!(r#"{{"n": 1, "pad": "{}"}}"#, "x".repeat(70 * 1024));
     let reply = call(cp, Method::POST, "/add", &big).await;
-    assert_json(&reply, 413, &failure("Request body is larger than 65536 bytes"));
+    assert_json(
+        &reply,
+        413,
+        &failure("Request body is larger than 65536 bytes"),
+    );
 }

@@ -34,7 +34,9 @@ async fn home_and_heartbeat_answer_exact_bytes() {
         assert!(reply.body.is_empty(), "{path}");
     }
 
-    let post = request(&addr, Method::POST, "/home", "x", &[]).await.expect("POST");
+    let post = request(&addr, Method::POST, "/home", "x", &[])
+        .await
+        .expect("POST");
     assert_eq!(post.status, 405);
     assert_eq!(post.headers["allow"], "GET, HEAD");
 }
@@ -42,8 +44,16 @@ async fn home_and_heartbeat_answer_exact_bytes() {
 #[tokio::test]
 async fn port_and_id_come_from_flags_too() {
     let mut cmd = Command::new(bin("replica"));
-    cmd.args(["--port", "0", "--host", "127.0.0.1", "--announce", "--server-id", "S5"])
-        .env_remove("SERVER_ID");
+    cmd.args([
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--announce",
+        "--server-id",
+        "S5",
+    ])
+    .env_remove("SERVER_ID");
     let (_replica, addr) = Proc::spawn_announcing(cmd, "replica", "listening");
     assert_eq!(
         get(&addr, "/home").await.text(),
@@ -83,9 +93,11 @@ async fn exits_when_its_supervisor_is_gone() {
     let _guard = Kill(child_pid);
     assert!(ringlb_testkit::alive(child_pid));
     shell.kill9();
-    ringlb_testkit::eventually(std::time::Duration::from_secs(10), "replica to exit", || async {
-        (!ringlb_testkit::alive(child_pid)).then_some(())
-    })
+    ringlb_testkit::eventually(
+        std::time::Duration::from_secs(10),
+        "replica to exit",
+        || async { (!ringlb_testkit::alive(child_pid)).then_some(()) },
+    )
     .await;
 }
 

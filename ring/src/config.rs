@@ -165,6 +165,9 @@ mod tests {
         assert_eq!(back, RingConfig::default());
         let bad = json.replace("\"linear\"", "\"cubic\"");
         let err = serde_json::from_str::<RingConfig>(&bad).unwrap_err();
-        assert!(err.to_string().contains("unknown probing rule 'cubic'"), "{err}");
+        assert!(
+            err.to_string().contains("unknown probing rule 'cubic'"),
+            "{err}"
+        );
     }
 }

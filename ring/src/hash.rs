@@ -114,7 +114,10 @@ mod tests {
     fn spec_request_slot_does_not_overflow_on_huge_keys() {
         // u64::MAX ≡ 511 (mod 512), and (511² + 2·511 + 17) mod 512 = 16.
         assert_eq!(HashFn::Spec.request_slot(u64::MAX, 512), 16);
-        assert_eq!(HashFn::Spec.vnode_slot(u64::MAX, 0, 512), (511 * 511 + 25) % 512);
+        assert_eq!(
+            HashFn::Spec.vnode_slot(u64::MAX, 0, 512),
+            (511 * 511 + 25) % 512
+        );
     }
 
     #[test]

@@ -130,7 +130,9 @@ impl Ring {
     /// The slot a request key hashes to.
     #[inline]
     pub fn slot_of(&self, key: u64) -> u32 {
-        self.config.request_hash.request_slot(key, self.config.slots)
+        self.config
+            .request_hash
+            .request_slot(key, self.config.slots)
     }
 
     /// The replica (index into the ids the ring was built from) that owns

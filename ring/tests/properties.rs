@@ -54,7 +54,9 @@ fn owners_by_lookup(ring: &Ring, keys: &[u64]) -> Vec<Option<u64>> {
 }
 
 fn sample_keys() -> Vec<u64> {
-    (0..4000u64).map(|k| k * 2_654_435_761 % 1_000_000).collect()
+    (0..4000u64)
+        .map(|k| k * 2_654_435_761 % 1_000_000)
+        .collect()
 }
 
 proptest! {

@@ -45,7 +45,13 @@ fn keys_go_to_the_first_virtual_node_at_or_after_their_slot() {
     // (key, H(key), owner index): 3 -> 9+6+17 = 32, id 2's own slot;
     // 4 -> 41, id 1's; 5 -> 52, next is id 2's 53; 7 -> 80, next is id 3's 82;
     // 10 -> 137, past the last virtual node (114), wraps to id 1's 26.
-    for (key, slot, owner) in [(3u64, 32u32, 1usize), (4, 41, 0), (5, 52, 1), (7, 80, 2), (10, 137, 0)] {
+    for (key, slot, owner) in [
+        (3u64, 32u32, 1usize),
+        (4, 41, 0),
+        (5, 52, 1),
+        (7, 80, 2),
+        (10, 137, 0),
+    ] {
         assert_eq!(ring.slot_of(key), slot, "slot of {key}");
         assert_eq!(ring.lookup(key), Some(owner), "owner of {key}");
     }

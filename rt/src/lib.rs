@@ -5,7 +5,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Log to stderr; `RUST_LOG` overrides `default_filter` (e.g. `"info"`).
 pub fn init_tracing(default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     // A second initialisation (tests embedding several servers) is harmless.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -18,7 +19,10 @@ pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
             (Ok(mut int), Ok(mut term)) => {
                 tokio::select! {
                     _ = int.recv() => tracing::info!("SIGINT received, shutting down"),

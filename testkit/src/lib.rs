@@ -44,7 +44,9 @@ impl Proc {
     /// `marker ` and return the rest of it (an address) with the guard.
     pub fn spawn_announcing(mut cmd: Command, name: &str, marker: &str) -> (Proc, String) {
         cmd.stdout(Stdio::piped()).stdin(Stdio::null());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         let mut proc = Proc {
             child,
@@ -74,7 +76,9 @@ impl Proc {
     /// Start `cmd` without waiting for anything.
     pub fn spawn(mut cmd: Command, name: &str) -> Proc {
         cmd.stdin(Stdio::null());
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Proc {
             child,
             name: name.to_owned(),
@@ -295,11 +299,19 @@ pub struct ControlPlane {
 
 /// Start `control-plane` on free loopback ports; `args` are extra flags.
 pub fn start_control_plane(args: &[&str]) -> ControlPlane {
+    start_control_plane_on("127.0.0.1:0", "127.0.0.1:0", args)
+}
+
+/// Start `control-plane` with its HTTP admin API on `http` and gRPC on `grpc`.
+pub fn start_control_plane_on(http: &str, grpc: &str, args: &[&str]) -> ControlPlane {
     let mut cmd = Command::new(bin("control-plane"));
-    cmd.args(["--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--announce"])
+    cmd.args(["--http-listen", http, "--grpc-listen", grpc, "--announce"])
         .args(["--replica-bin", &bin("replica").to_string_lossy()])
         .args(args)
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     let (proc, line) = Proc::spawn_announcing(cmd, "control-plane", "ready");
     // line: "http=<addr> grpc=<addr>"
     let field = |key: &str| {
@@ -328,7 +340,10 @@ pub fn start_data_plane(grpc: &str, http: &str, args: &[&str]) -> DataPlane {
         .args(["--control-plane-grpc", &format!("http://{grpc}")])
         .args(["--control-plane-http", http])
         .args(args)
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     let (proc, addr) = Proc::spawn_announcing(cmd, "data-plane", "ready");
     DataPlane { proc, addr }
 }
@@ -358,7 +373,9 @@ impl System {
         eventually(Duration::from_secs(20), "data plane to route", || {
             let addr = addr.clone();
             async move {
-                let reply = request(&addr, Method::GET, "/heartbeat", "", &[]).await.ok()?;
+                let reply = request(&addr, Method::GET, "/heartbeat", "", &[])
+                    .await
+                    .ok()?;
                 (reply.status == StatusCode::OK).then_some(())
             }
         })
@@ -378,7 +395,10 @@ pub fn children_of(pid: u32) -> Vec<u32> {
     };
     for task in tasks.flatten() {
         if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
-            out.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            out.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
         }
     }
     out.sort_unstable();

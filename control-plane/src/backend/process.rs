@@ -113,17 +113,14 @@ impl Backend for ProcessBackend {
             }
             Err(_) => {
                 let _ = child.kill().await;
-                return Err(fail(format!("no address announced within {START_TIMEOUT:?}")));
+                return Err(fail(format!(
+                    "no address announced within {START_TIMEOUT:?}"
+                )));
             }
         };
         let (stop_tx, stop_rx) = oneshot::channel();
-        self.lock().insert(
-            name.to_owned(),
-            Running {
-                pid,
-                stop: stop_tx,
-            },
-        );
+        self.lock()
+            .insert(name.to_owned(), Running { pid, stop: stop_tx });
         tokio::spawn(supervise(
             child,
             name.to_owned(),
