@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make run`: build, then start the control plane (replicas as local
-# processes) and one data plane on :5000. Ctrl-C stops everything.
+# `make run`: start the control plane (replicas as local processes) and one
+# data plane on :5000 from the binaries `make static` built. Ctrl-C stops
+# everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,8 +11,7 @@ CONTROL_GRPC=${CONTROL_GRPC:-127.0.0.1:50051}
 METRICS=${METRICS:-127.0.0.1:9100}
 REPLICAS=${REPLICAS:-3}
 
-cargo build --release --bins -p ringlb-replica -p ringlb-control-plane -p ringlb-data-plane
-bin=target/release
+bin=${1:?usage: run.sh <dir with the release binaries> (make run passes it)}
 
 pids=()
 stop() {

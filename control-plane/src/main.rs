@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use ringlb_control_plane::backend::Backend;
+use ringlb_control_plane::backend::docker::{DockerBackend, DockerSettings};
 use ringlb_control_plane::backend::process::ProcessBackend;
 use ringlb_control_plane::health::{CheckerSettings, Prober};
 use ringlb_control_plane::manager::{Manager, ManagerSettings};
@@ -28,9 +29,26 @@ struct Args {
     #[arg(long, env = "RINGLB_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
     grpc_listen: SocketAddr,
 
-    /// Where replicas run: `process` (child processes on loopback).
-    #[arg(long, env = "RINGLB_BACKEND", default_value = "process", value_parser = ["process"])]
+    /// Where replicas run: `process` (child processes on loopback) or
+    /// `docker` (containers through the Docker Engine API).
+    #[arg(long, env = "RINGLB_BACKEND", default_value = "process", value_parser = ["process", "docker"])]
     backend: String,
+
+    /// Docker backend: the network every replica joins.
+    #[arg(long, env = "RINGLB_DOCKER_NETWORK", default_value = "net1")]
+    docker_network: String,
+
+    /// Docker backend: the replica image.
+    #[arg(
+        long,
+        env = "RINGLB_REPLICA_IMAGE",
+        default_value = "ringlb-replica:latest"
+    )]
+    replica_image: String,
+
+    /// Docker backend: the port replicas listen on inside their containers.
+    #[arg(long, env = "RINGLB_REPLICA_PORT", default_value_t = 5000)]
+    replica_port: u16,
 
     /// Path of the `replica` binary (process backend). Default: next to this
     /// binary, else `replica` on PATH.
@@ -120,7 +138,19 @@ async fn main() -> anyhow::Result<()> {
         key_source: args.key_source,
     };
     ring.validate().context("invalid ring configuration")?;
-    let backend: Arc<dyn Backend> = Arc::new(ProcessBackend::new(replica_bin(args.replica_bin)));
+    let backend: Arc<dyn Backend> = match args.backend.as_str() {
+        "docker" => Arc::new(
+            DockerBackend::connect(DockerSettings {
+                image: args.replica_image.clone(),
+                network: args.docker_network.clone(),
+                replica_port: args.replica_port,
+            })
+            .await
+            .context("cannot use the Docker backend")?,
+        ),
+        _ => Arc::new(ProcessBackend::new(replica_bin(args.replica_bin))),
+    };
+    tracing::info!(backend = backend.kind(), "replica backend ready");
     let settings = ManagerSettings {
         boot_replicas: args.replicas,
         max_replicas: args.max_replicas,

@@ -1,80 +1,12 @@
 //! Failures with real processes: a replica killed with SIGKILL, a saturating
 //! load, and the control plane itself dying.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use ringlb_testkit::load::Load;
 use ringlb_testkit::{
-    Pool, System, alive, children_of, eventually, get, replica_names, replica_pid, signal,
+    System, alive, children_of, eventually, get, replica_names, replica_pid, signal,
 };
-
-/// Steady `/home` traffic until stopped; counts answers that are not 200.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    workers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    /// `workers` clients, each sending back to back with `pause` between
-    /// requests, for at most `limit` (a hard bound in case a test forgets).
-    fn start(lb: &str, workers: usize, pause: Duration, limit: Duration) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let pool = Pool::default();
-        let deadline = Instant::now() + limit;
-        let workers = (0..workers)
-            .map(|_| {
-                let (stop, ok, failed, pool, lb) = (
-                    stop.clone(),
-                    ok.clone(),
-                    failed.clone(),
-                    pool.clone(),
-                    lb.to_owned(),
-                );
-                tokio::spawn(async move {
-                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                        match pool.get(&lb, "/home").await {
-                            Ok(reply) if reply.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                            Ok(reply) => {
-                                eprintln!("load: {} {}", reply.status, reply.text());
-                                failed.fetch_add(1, Ordering::Relaxed)
-                            }
-                            Err(e) => {
-                                eprintln!("load: {e}");
-                                failed.fetch_add(1, Ordering::Relaxed)
-                            }
-                        };
-                        if !pause.is_zero() {
-                            tokio::time::sleep(pause).await;
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            failed,
-            workers,
-        }
-    }
-
-    /// Stop and return (ok, failed).
-    async fn finish(self) -> (u64, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        for worker in self.workers {
-            let _ = worker.await;
-        }
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-        )
-    }
-}
 
 #[tokio::test]
 async fn a_killed_replica_is_replaced_within_two_seconds_and_home_never_fails() {

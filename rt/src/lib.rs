@@ -10,6 +10,7 @@ pub fn init_tracing(default_filter: &str) {
     // A second initialisation (tests embedding several servers) is harmless.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -2,6 +2,9 @@
 //! when the guard drops (also when a test fails), a small HTTP client and
 //! polling with generous bounds.
 
+pub mod contract;
+pub mod load;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -87,6 +90,21 @@ impl Proc {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The exit status, if the process has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Everything the process wrote to a piped stderr (after it exited).
+    pub fn stderr_text(&mut self) -> String {
+        use std::io::Read;
+        let mut text = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let _ = stderr.read_to_string(&mut text);
+        }
+        text
     }
 
     /// SIGKILL, no grace.

@@ -6,6 +6,7 @@ use tokio::sync::broadcast;
 
 use crate::state::Replica;
 
+pub mod docker;
 pub mod process;
 
 /// What went wrong in a backend; the text is shown to API clients.

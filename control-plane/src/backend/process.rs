@@ -59,6 +59,8 @@ impl ProcessBackend {
     fn command(&self, name: &str) -> Command {
         let mut cmd = Command::new(&self.replica_bin);
         cmd.args(["--port", "0", "--host", "127.0.0.1", "--announce"])
+            // The name on the command line too, so `pkill -f -- '--server-id S5'` finds it.
+            .args(["--server-id", name])
             .arg("--parent-pid")
             .arg(std::process::id().to_string())
             .env("SERVER_ID", name)

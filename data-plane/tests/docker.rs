@@ -1,0 +1,371 @@
+//! The system in Docker, end to end: `make up` (compose: control plane with
+//! the Docker socket, data plane, replicas as containers on net1), SPEC.md
+//! through the published port, `docker kill` of a replica, a restart of the
+//! control-plane container, and `make down` leaving nothing behind.
+//!
+//! Runs whenever `docker info` answers (it says so loudly when it does not);
+//! needs the images of `make build` (`make test` builds them first).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ringlb_testkit::load::Load;
+use ringlb_testkit::{Pool, contract, eventually, get, replica_names};
+
+const PROJECT: &str = "ringlb";
+const IMAGES: [&str; 3] = [
+    "ringlb-replica:latest",
+    "ringlb-control-plane:latest",
+    "ringlb-data-plane:latest",
+];
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn docker_answers() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Run a command to completion; panic with its output if it fails.
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
+/// `docker-compose` (1.x, as Debian ships it) or Compose v2 (`docker compose`).
+fn compose() -> Command {
+    let v1 = Command::new("docker-compose").arg("version").output();
+    if v1.is_ok_and(|o| o.status.success()) {
+        Command::new("docker-compose")
+    } else {
+        let mut cmd = Command::new("docker");
+        cmd.arg("compose");
+        cmd
+    }
+}
+
+fn docker(args: &[&str]) -> String {
+    run(Command::new("docker").args(args))
+}
+
+/// Our replica containers (label `ringlb.managed`), by name.
+fn replica_containers() -> Vec<String> {
+    let out = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        "label=ringlb.managed=true",
+        "--format",
+        "{{.Names}}",
+    ]);
+    let mut names: Vec<String> = out
+        .lines()
+        .map(str::to_owned)
+        .filter(|l| !l.is_empty())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The compose system; `make down` on drop, also when the test fails.
+struct Compose {
+    env: Vec<(&'static str, String)>,
+}
+
+impl Compose {
+    fn make(&self, target: &str) -> String {
+        let mut cmd = Command::new("make");
+        cmd.arg("--no-print-directory")
+            .arg(target)
+            .current_dir(repo_root());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
+    }
+}
+
+impl Drop for Compose {
+    fn drop(&mut self) {
+        let mut cmd = Command::new("make");
+        cmd.args(["--no-print-directory", "down"])
+            .current_dir(repo_root());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        match cmd.output() {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!("make down failed: {}", String::from_utf8_lossy(&out.stderr)),
+            Err(e) => eprintln!("make down: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_mode_end_to_end() {
+    if !docker_answers() {
+        eprintln!("SKIPPED docker_mode_end_to_end: no Docker engine answers `docker info`");
+        return;
+    }
+    for image in IMAGES {
+        let present = Command::new("docker")
+            .args(["image", "inspect", image])
+            .output();
+        assert!(
+            present.is_ok_and(|o| o.status.success()),
+            "image {image} is missing: run `make build` (make test does)"
+        );
+    }
+    let (port, http_port, grpc_port) = (free_port(), free_port(), free_port());
+    let system = Compose {
+        env: vec![
+            ("RINGLB_PORT", port.to_string()),
+            ("RINGLB_HTTP_PORT", http_port.to_string()),
+            ("RINGLB_GRPC_PORT", grpc_port.to_string()),
+            ("RINGLB_MAX_REPLICAS", "20".into()),
+            ("RINGLB_REPLICAS", "3".into()),
+        ],
+    };
+    system.make("down"); // a clean slate: nothing of ours from an earlier run
+    system.make("up");
+    let lb = format!("127.0.0.1:{port}");
+    let admin = format!("127.0.0.1:{http_port}");
+    let pool = Pool::default();
+    eventually(
+        Duration::from_secs(60),
+        "the Docker system to serve /home",
+        || {
+            let (pool, lb) = (pool.clone(), lb.clone());
+            async move {
+                pool.get(&lb, "/home")
+                    .await
+                    .ok()
+                    .filter(|r| r.status == 200)
+                    .map(|_| ())
+            }
+        },
+    )
+    .await;
+    assert_eq!(replica_containers(), ["server-1", "server-2", "server-3"]);
+
+    // SPEC.md through localhost, every endpoint and error, as in process mode.
+    contract::add_errors(&[&lb, &admin]).await;
+    contract::rm_errors(&[&lb, &admin], 20).await;
+    contract::method_and_size_errors(&lb, &admin).await;
+    contract::replica_set_scenario(&lb, &admin).await;
+    assert_eq!(
+        replica_containers(),
+        ["server-1"],
+        "removed replicas' containers are gone"
+    );
+
+    // A name Docker already has (a container that is not ours) is a clear
+    // 500 JSON error and changes nothing.
+    docker(&[
+        "create",
+        "--name",
+        "S9",
+        "--label",
+        "ringlb.test=name-taken",
+        IMAGES[0],
+    ]);
+    let before_taken = get(&lb, "/rep").await.text();
+    let taken = contract::call(
+        &lb,
+        http::Method::POST,
+        "/add",
+        r#"{"n": 2, "hostnames": ["S8", "S9"]}"#,
+    )
+    .await;
+    docker(&["rm", "-f", "S9"]);
+    contract::assert_json(
+        &taken,
+        500,
+        &contract::failure("replica 'S9' failed to start: a container named 'S9' already exists"),
+    );
+    assert_eq!(get(&lb, "/rep").await.text(), before_taken);
+    assert_eq!(
+        replica_containers(),
+        ["server-1"],
+        "S8, started by the refused request, was removed again"
+    );
+
+    // Grow back to three, then `docker kill` one under steady load.
+    let grown = replica_names(&get(&lb, "/rep").await);
+    assert_eq!(grown, ["server-1"]);
+    let added = contract::call(
+        &lb,
+        http::Method::POST,
+        "/add",
+        r#"{"n": 2, "hostnames": ["S2", "S3"]}"#,
+    )
+    .await;
+    assert_eq!(added.status, 200, "{}", added.text());
+    let load = Load::start(&lb, 4, Duration::from_millis(2), Duration::from_secs(120));
+    docker(&["kill", "S2"]);
+    let killed_at = Instant::now();
+    let healed = eventually(
+        Duration::from_secs(5),
+        "S2 gone and N = 3 within 5 s",
+        || {
+            let lb = lb.clone();
+            async move {
+                let names = replica_names(&get(&lb, "/rep").await);
+                (names.len() == 3 && !names.contains(&"S2".to_string())).then_some(names)
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "docker kill: N restored in {:?} as {healed:?}",
+        killed_at.elapsed()
+    );
+    assert_eq!(&healed[..2], ["server-1", "S3"]);
+
+    // Restart the control-plane container: the data plane keeps serving,
+    // the new control plane adopts the same containers, creates none.
+    let before = replica_containers();
+    run(compose()
+        .args(["-p", PROJECT, "restart", "control-plane"])
+        .current_dir(repo_root()));
+    let adopted = eventually(
+        Duration::from_secs(30),
+        "the restarted control plane to answer /rep",
+        || {
+            let lb = lb.clone();
+            async move {
+                let reply = ringlb_testkit::request(&lb, http::Method::GET, "/rep", "", &[])
+                    .await
+                    .ok()?;
+                (reply.status == 200).then(|| replica_names(&reply))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        adopted, healed,
+        "same replicas, same order, after the restart"
+    );
+    assert_eq!(replica_containers(), before, "no container added or lost");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (ok, failed) = load.finish().await;
+    assert!(ok > 100, "the load ran ({ok})");
+    assert_eq!(
+        failed, 0,
+        "{failed} /home requests failed around the kill and the restart"
+    );
+
+    // `make down` leaves no container and no network of ours.
+    drop(system);
+    assert!(
+        replica_containers().is_empty(),
+        "replica containers left behind"
+    );
+    let ours = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=com.docker.compose.project={PROJECT}"),
+        "--format",
+        "{{.Names}}",
+    ]);
+    assert!(
+        ours.trim().is_empty(),
+        "compose containers left behind: {ours}"
+    );
+    let networks = docker(&[
+        "network",
+        "ls",
+        "--filter",
+        "name=^net1$",
+        "--format",
+        "{{.Name}}",
+    ]);
+    assert!(networks.trim().is_empty(), "network net1 left behind");
+}
+
+/// Start a control plane with the Docker backend on the host and expect it
+/// to refuse to start, saying `expected` on stderr.
+fn refuses_to_start(args: &[&str], env: &[(&str, &str)], expected: &str) {
+    let mut cmd = Command::new(ringlb_testkit::bin("control-plane"));
+    cmd.args([
+        "--backend",
+        "docker",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--grpc-listen",
+        "127.0.0.1:0",
+    ])
+    .args(args)
+    .env("RUST_LOG", "warn")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut proc = ringlb_testkit::Proc::spawn(cmd, "control-plane");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = proc.try_wait() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the control plane did not exit on {args:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = proc.stderr_text();
+    assert!(!status.success(), "exited 0 with {args:?}");
+    assert!(
+        stderr.contains(expected),
+        "stderr does not say '{expected}':\n{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_image_or_network_is_a_clear_error_at_start_up() {
+    if !docker_answers() {
+        eprintln!(
+            "SKIPPED a_missing_image_or_network_is_a_clear_error_at_start_up: no Docker engine answers"
+        );
+        return;
+    }
+    refuses_to_start(
+        &["--replica-image", "ringlb-no-such-image:latest"],
+        &[],
+        "replica image 'ringlb-no-such-image:latest' is missing (build it with `make build`)",
+    );
+    refuses_to_start(
+        &["--docker-network", "ringlb-no-such-network"],
+        &[],
+        "Docker network 'ringlb-no-such-network' is missing",
+    );
+}
+
+#[test]
+fn an_unreachable_engine_is_a_clear_error_at_start_up() {
+    refuses_to_start(
+        &[],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+        "the replica backend is unavailable: cannot reach the Docker engine",
+    );
+}
