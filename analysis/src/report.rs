@@ -388,7 +388,7 @@ fn markdown(r: &Results) -> String {
         out,
         "With {} clients sending `/home` back to back, `{}` of {} took it off the ring after {:.0} ms and N was back at {} \
          after {:.0} ms{}. Of {} requests in the stream, {} failed ({:.3} %). Replicas before: {}; after: {}.\n",
-        16,
+        rec.clients,
         rec.how,
         rec.killed,
         rec.off_ring_ms,

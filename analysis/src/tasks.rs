@@ -216,6 +216,8 @@ pub async fn endpoints(client: &Client) -> anyhow::Result<Vec<EndpointCase>> {
 pub struct Recovery {
     pub killed: String,
     pub how: String,
+    /// Clients in the steady stream.
+    pub clients: usize,
     pub before: Vec<String>,
     pub after: Vec<String>,
     pub replacement: Option<String>,
@@ -237,9 +239,10 @@ pub async fn recovery(client: &Client, settings: &Settings) -> anyhow::Result<Re
         .get(1)
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("need three replicas"))?;
+    const CLIENTS: usize = 16;
     let stream = Stream::start(
         client,
-        16,
+        CLIENTS,
         Duration::from_millis(2),
         Duration::from_secs(60),
     );
@@ -278,6 +281,7 @@ pub async fn recovery(client: &Client, settings: &Settings) -> anyhow::Result<Re
     Ok(Recovery {
         killed: victim,
         how: how.into(),
+        clients: CLIENTS,
         before,
         after,
         replacement,
