@@ -12,7 +12,7 @@ COMPOSE := $(shell command -v docker-compose >/dev/null 2>&1 && echo docker-comp
 COMPOSE_PROJECT := ringlb
 DOCKER_NETWORK := net1
 
-.PHONY: help build static images test tools fmt lint run up down logs analysis bench-ring
+.PHONY: help build static images test tools fmt lint run up down logs analysis bench bench-ring
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ logs: ## Follow the Docker system's logs
 analysis: static ## Tasks A-1..A-4 against a system it starts itself; writes analysis/report/ (ARGS="--target http://localhost:5000" for a running one)
 	$(STATIC) $(CARGO) build --release --target $(TARGET) -p ringlb-analysis
 	$(BIN_DIR)/analysis --out analysis/report $(ARGS)
+
+bench: static ## ringlb vs nginx vs HAProxy, side by side (installs wrk, nginx, haproxy if missing); updates bench/RESULTS.md
+	python3 bench/run.py --bin-dir $(BIN_DIR) $(ARGS)
 
 bench-ring: ## criterion benches of the ring (build, lookup)
 	$(CARGO) bench -p ringlb-ring --bench ring

@@ -55,6 +55,11 @@ struct Args {
     #[arg(long, env = "RINGLB_REPLICA_BIN")]
     replica_bin: Option<PathBuf>,
 
+    /// Extra argument for every replica process (repeatable), e.g.
+    /// `--replica-arg=--serve-any-path` for benchmarks.
+    #[arg(long, allow_hyphen_values = true)]
+    replica_arg: Vec<String>,
+
     /// Replicas started at boot, named server-1..N.
     #[arg(long, env = "RINGLB_REPLICAS", default_value_t = 3)]
     replicas: usize,
@@ -148,7 +153,10 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("cannot use the Docker backend")?,
         ),
-        _ => Arc::new(ProcessBackend::new(replica_bin(args.replica_bin))),
+        _ => Arc::new(ProcessBackend::with_args(
+            replica_bin(args.replica_bin),
+            args.replica_arg.clone(),
+        )),
     };
     tracing::info!(backend = backend.kind(), "replica backend ready");
     let settings = ManagerSettings {

@@ -29,17 +29,33 @@ use tokio::net::TcpListener;
 /// How long connections get to finish after shutdown starts.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Which paths the replica serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routes {
+    /// `/home` and `/heartbeat`, 404 elsewhere (SPEC.md).
+    Spec,
+    /// Every path but `/heartbeat` answers like `/home` (benchmarks).
+    AnyPath,
+}
+
 /// The pre-rendered responses of one replica.
 struct Replies {
     home: Bytes,
+    routes: Routes,
 }
 
 /// Serve `/home` and `/heartbeat` as `server_id` on `listener` until
 /// `shutdown` resolves, then drain open connections (bounded by
 /// [`DRAIN_TIMEOUT`]).
-pub async fn run(listener: TcpListener, server_id: &str, shutdown: impl Future<Output = ()>) {
+pub async fn run(
+    listener: TcpListener,
+    server_id: &str,
+    routes: Routes,
+    shutdown: impl Future<Output = ()>,
+) {
     let replies = Arc::new(Replies {
         home: Bytes::from(ringlb_api::reply::hello(server_id)),
+        routes,
     });
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -82,7 +98,8 @@ pub async fn run(listener: TcpListener, server_id: &str, shutdown: impl Future<O
 }
 
 fn respond(replies: &Replies, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let known = matches!(req.uri().path(), "/home" | "/heartbeat");
+    let known = replies.routes == Routes::AnyPath
+        || matches!(req.uri().path(), "/home" | "/heartbeat");
     if !known {
         return empty(StatusCode::NOT_FOUND);
     }

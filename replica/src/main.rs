@@ -29,6 +29,11 @@ struct Args {
     #[arg(long)]
     announce: bool,
 
+    /// Answer every path like /home (for benchmarks that spread keys over
+    /// many paths). Off by default: the spec's replica answers 404 there.
+    #[arg(long)]
+    serve_any_path: bool,
+
     /// Exit when this process is no longer our parent (the supervisor died,
     /// even by SIGKILL): no orphaned replicas.
     #[arg(long, env = "RINGLB_PARENT_PID")]
@@ -63,7 +68,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             () = parent_gone(args.parent_pid) => tracing::warn!("supervisor is gone, exiting"),
         }
     };
-    ringlb_replica::run(listener, &args.server_id, shutdown).await;
+    let routes = if args.serve_any_path {
+        ringlb_replica::Routes::AnyPath
+    } else {
+        ringlb_replica::Routes::Spec
+    };
+    ringlb_replica::run(listener, &args.server_id, routes, shutdown).await;
     tracing::info!(server_id = %args.server_id, "replica stopped");
     Ok(())
 }

@@ -32,14 +32,22 @@ struct Running {
 /// Runs replicas as local processes.
 pub struct ProcessBackend {
     replica_bin: PathBuf,
+    /// Extra arguments for every replica process.
+    replica_args: Vec<String>,
     running: Mutex<HashMap<String, Running>>,
     events: broadcast::Sender<BackendEvent>,
 }
 
 impl ProcessBackend {
     pub fn new(replica_bin: PathBuf) -> ProcessBackend {
+        Self::with_args(replica_bin, Vec::new())
+    }
+
+    /// Like [`ProcessBackend::new`], passing `replica_args` to every replica.
+    pub fn with_args(replica_bin: PathBuf, replica_args: Vec<String>) -> ProcessBackend {
         ProcessBackend {
             replica_bin,
+            replica_args,
             running: Mutex::new(HashMap::new()),
             events: broadcast::channel(64).0,
         }
@@ -61,6 +69,7 @@ impl ProcessBackend {
         cmd.args(["--port", "0", "--host", "127.0.0.1", "--announce"])
             // The name on the command line too, so `pkill -f -- '--server-id S5'` finds it.
             .args(["--server-id", name])
+            .args(&self.replica_args)
             .arg("--parent-pid")
             .arg(std::process::id().to_string())
             .env("SERVER_ID", name)

