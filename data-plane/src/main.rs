@@ -6,6 +6,12 @@ use anyhow::Context;
 use clap::Parser;
 use ringlb_data_plane::DataPlane;
 
+/// mimalloc instead of glibc's malloc: the request path allocates small,
+/// short-lived buffers, where glibc's arenas showed up at ~4 % of the data
+/// plane's CPU in the profile (bench/RESULTS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The ringlb data plane: routes each request to a replica by consistent
 /// hashing, using the ring it watches on the control plane.
 #[derive(Debug, Parser)]
@@ -44,7 +50,9 @@ struct Args {
     #[arg(long, default_value_t = ringlb_data_plane::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
 
-    /// Runtime worker threads (default: one per core).
+    /// Runtime worker threads (default: one per core). With 1, a
+    /// single-threaded runtime is used: no work stealing, no cross-thread
+    /// wake-ups (the fastest choice for a data plane pinned to one core).
     #[arg(long, env = "RINGLB_WORKERS")]
     workers: Option<usize>,
 
@@ -57,10 +65,15 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ringlb_rt::init_tracing("info");
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = args.workers {
-        runtime.worker_threads(workers.max(1));
-    }
+    let mut runtime = match args.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(workers) => {
+            let mut multi = tokio::runtime::Builder::new_multi_thread();
+            multi.worker_threads(workers.max(1));
+            multi
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     runtime
         .enable_all()
         .build()
