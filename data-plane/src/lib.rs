@@ -27,6 +27,7 @@ pub mod proxy;
 pub mod stats;
 pub mod subscriber;
 pub mod table;
+pub mod upstream;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -36,8 +37,6 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use http::uri::Authority;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -47,6 +46,7 @@ use tokio::sync::watch;
 use crate::stats::Stats;
 use crate::subscriber::Subscription;
 use crate::table::RouteTable;
+use crate::upstream::{Pools, UpstreamPool};
 
 /// Largest request body forwarded by default.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -56,8 +56,7 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// State shared by every connection.
 pub struct Shared {
     pub(crate) table: Arc<ArcSwapOption<RouteTable>>,
-    pub(crate) client: proxy::UpstreamClient,
-    pub(crate) admin: Authority,
+    pub(crate) admin: Arc<UpstreamPool>,
     pub(crate) max_body_bytes: usize,
     pub(crate) stats: Arc<Stats>,
 }
@@ -120,13 +119,6 @@ impl DataPlaneBuilder {
                 fastrand::u16(..)
             )
         });
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(1)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_timer(TokioTimer::new())
-            .build(connector);
         let table = Arc::new(ArcSwapOption::empty());
         let stats = Arc::new(Stats::default());
         let (applied, _) = watch::channel(0);
@@ -135,13 +127,13 @@ impl DataPlaneBuilder {
             subscriber,
             table: table.clone(),
             stats: stats.clone(),
+            pools: Arc::new(Pools::default()),
             applied,
         };
         Ok(DataPlane {
             shared: Arc::new(Shared {
                 table,
-                client,
-                admin,
+                admin: UpstreamPool::new(admin),
                 max_body_bytes: self.max_body_bytes,
                 stats,
             }),

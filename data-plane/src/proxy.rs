@@ -7,20 +7,15 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-
 use crate::Shared;
+use crate::upstream::PooledBody;
 
 /// What the data plane answers with: a replica's streamed body, or its own.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
-
-/// The pooled HTTP/1.1 client to replicas and the control plane.
-pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
+pub type ProxyBody = Either<PooledBody, Full<Bytes>>;
 
 /// Replicas tried for one request: the owner and up to two more.
 pub const MAX_ATTEMPTS: usize = 3;
@@ -65,22 +60,24 @@ async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Respo
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let idempotent = is_idempotent(&parts.method);
 
-    let mut tried: Vec<&str> = Vec::new();
+    let mut tried: [&str; MAX_ATTEMPTS] = [""; MAX_ATTEMPTS];
+    let mut attempts = 0;
     for member in table.ring.candidates(key).take(MAX_ATTEMPTS) {
         let upstream = &table.upstreams[member];
-        if !tried.is_empty() {
+        if attempts > 0 {
             shared.stats.retries.fetch_add(1, Ordering::Relaxed);
         }
-        tried.push(&upstream.name);
+        tried[attempts] = &upstream.name;
+        attempts += 1;
         upstream.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let request = upstream_request(&parts, &upstream.authority, &path_and_query, body.clone());
-        match shared.client.request(request).await {
+        let request = upstream_request(&parts, upstream.pool.authority(), &path_and_query, body.clone());
+        match upstream.pool.send(request).await {
             Ok(response) => return from_replica(response, parts.uri.path()),
             Err(e) => {
                 upstream.stats.errors.fetch_add(1, Ordering::Relaxed);
                 // Retry only when nothing reached the replica, or when the
                 // method may safely be repeated.
-                if e.is_connect() || idempotent {
+                if e.nothing_sent() || idempotent {
                     tracing::debug!(replica = %upstream.name, error = %e, "attempt failed; trying the next replica");
                     continue;
                 }
@@ -117,18 +114,19 @@ async fn forward_admin(shared: &Shared, req: Request<Incoming>) -> Response<Prox
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let request = upstream_request(&parts, &shared.admin, &path_and_query, body);
-    match shared.client.request(request).await {
+    let request = upstream_request(&parts, shared.admin.authority(), &path_and_query, body);
+    match shared.admin.send(request).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, Either::Left(body))
         }
         Err(e) => {
-            tracing::warn!(control_plane = %shared.admin, error = %e, "admin request failed");
+            let control_plane = shared.admin.authority();
+            tracing::warn!(%control_plane, error = %e, "admin request failed");
             failure(
                 StatusCode::BAD_GATEWAY,
-                &format!("Control plane is unreachable at {}: {e}", shared.admin),
+                &format!("Control plane is unreachable at {control_plane}: {e}"),
             )
         }
     }
@@ -140,26 +138,22 @@ fn upstream_request(
     path_and_query: &PathAndQuery,
     body: Full<Bytes>,
 ) -> Request<Full<Bytes>> {
-    let mut uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(authority.clone())
-        .path_and_query(path_and_query.clone())
-        .build()
-        .unwrap_or_default();
-    if uri.authority().is_none() {
-        // Unreachable with a parsed authority; keep a well-formed request.
-        uri = Uri::from_static("http://127.0.0.1/");
-    }
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = uri;
+    // Origin form (`/path?query`), as HTTP/1.1 sends it to a server.
+    *request.uri_mut() = Uri::from(path_and_query.clone());
     *request.headers_mut() = parts.headers.clone();
+    if !request.headers().contains_key(header::HOST)
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        request.headers_mut().insert(header::HOST, host);
+    }
     request
 }
 
 /// A replica's answer as the client gets it: unchanged, except that the
 /// replica's 404 becomes the spec's 400 and hop-by-hop headers go.
-fn from_replica(response: Response<Incoming>, path: &str) -> Response<ProxyBody> {
+fn from_replica(response: Response<PooledBody>, path: &str) -> Response<ProxyBody> {
     if response.status() == StatusCode::NOT_FOUND {
         return failure(
             StatusCode::BAD_REQUEST,

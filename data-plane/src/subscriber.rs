@@ -16,6 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::stats::Stats;
 use crate::table::RouteTable;
+use crate::upstream::Pools;
 
 /// Reconnect backoff: first wait, cap.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -29,6 +30,7 @@ pub struct Subscription {
     pub subscriber: String,
     pub table: Arc<ArcSwapOption<RouteTable>>,
     pub stats: Arc<Stats>,
+    pub pools: Arc<Pools>,
     /// The version in force, for embedders and tests.
     pub applied: watch::Sender<u64>,
 }
@@ -99,7 +101,7 @@ impl Subscription {
     }
 
     fn apply(&self, snapshot: &v1::RingSnapshot) {
-        match RouteTable::from_snapshot(snapshot, &self.stats) {
+        match RouteTable::from_snapshot(snapshot, &self.stats, &self.pools) {
             Ok(table) => {
                 let names: Vec<&str> = table.upstreams.iter().map(|u| u.name.as_str()).collect();
                 tracing::info!(version = table.version, replicas = ?names, "ring version applied");

@@ -9,12 +9,13 @@ use ringlb_proto::v1;
 use ringlb_ring::{KeySource, Ring, RingConfig};
 
 use crate::stats::{Stats, UpstreamStats};
+use crate::upstream::{Pools, UpstreamPool};
 
 /// A replica as the request path needs it.
 #[derive(Debug)]
 pub struct Upstream {
     pub name: String,
-    pub authority: Authority,
+    pub pool: Arc<UpstreamPool>,
     pub stats: Arc<UpstreamStats>,
 }
 
@@ -52,10 +53,12 @@ pub enum SnapshotError {
 }
 
 impl RouteTable {
-    /// Compile a snapshot; per-replica counters are kept across versions.
+    /// Compile a snapshot; per-replica counters and connection pools are
+    /// kept across versions.
     pub fn from_snapshot(
         snapshot: &v1::RingSnapshot,
         stats: &Stats,
+        pools: &Pools,
     ) -> Result<RouteTable, SnapshotError> {
         let version = snapshot.version;
         let wire = snapshot
@@ -81,12 +84,13 @@ impl RouteTable {
                         })?;
                 Ok(Upstream {
                     name: r.name.clone(),
-                    authority,
+                    pool: pools.get(&authority),
                     stats: stats.upstream(&r.name),
                 })
             })
             .collect::<Result<Vec<_>, SnapshotError>>()?;
         stats.retain(|name| upstreams.iter().any(|u| u.name == name));
+        pools.retain(|authority| upstreams.iter().any(|u| u.pool.authority() == authority));
         Ok(RouteTable {
             version,
             ring,

@@ -1,0 +1,244 @@
+//! Pooled HTTP/1.1 connections to one upstream (a replica or the control
+//! plane's admin API).
+//!
+//! Written for the request path instead of hyper-util's general client: one
+//! pool per upstream held by the routing table (no pool-key hashing, no
+//! global map), idle connections in a short-held mutex'd stack (most recently
+//! used first, so hot connections stay hot), and a connection goes back to
+//! the pool the moment its response body ends ([`PooledBody`]). A request
+//! that a stale pooled connection could not even send comes back from hyper
+//! (`try_send_request`) and is sent again on a fresh connection, so a replica
+//! restart or an idle close never fails a request that never left.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::Authority;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+
+/// How long establishing a connection may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Idle connections kept per upstream.
+pub const MAX_IDLE: usize = 1024;
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// Why a request to an upstream failed, and whether it may have arrived.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Nothing reached the upstream: safe to retry anywhere.
+    #[error("cannot connect to {authority}: {reason}")]
+    Connect { authority: Authority, reason: String },
+    /// The request was not sent.
+    #[error("request to {authority} not sent: {source}")]
+    NotSent {
+        authority: Authority,
+        source: hyper::Error,
+    },
+    /// The request may have reached the upstream.
+    #[error("request to {authority} failed: {source}")]
+    Failed {
+        authority: Authority,
+        source: hyper::Error,
+    },
+}
+
+impl UpstreamError {
+    /// Whether the upstream cannot have seen the request.
+    pub fn nothing_sent(&self) -> bool {
+        !matches!(self, UpstreamError::Failed { .. })
+    }
+}
+
+/// The connections to one upstream.
+#[derive(Debug)]
+pub struct UpstreamPool {
+    authority: Authority,
+    idle: Mutex<Vec<Sender>>,
+}
+
+impl UpstreamPool {
+    pub fn new(authority: Authority) -> Arc<UpstreamPool> {
+        Arc::new(UpstreamPool {
+            authority,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Sender>> {
+        // Every critical section is a push or a pop: a panic cannot leave
+        // the stack inconsistent.
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn checkout(&self) -> Option<Sender> {
+        let mut idle = self.idle();
+        while let Some(sender) = idle.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle();
+        if idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
+    }
+
+    async fn connect(&self) -> Result<Sender, UpstreamError> {
+        let fail = |reason: String| UpstreamError::Connect {
+            authority: self.authority.clone(),
+            reason,
+        };
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(self.authority.as_str()))
+            .await
+            .map_err(|_| fail(format!("no connection within {CONNECT_TIMEOUT:?}")))?
+            .map_err(|e| fail(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let authority = self.authority.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%authority, error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Send `request` (origin-form URI, `Host` set) on a pooled or new
+    /// connection.
+    pub async fn send(self: &Arc<Self>, mut request: Request<Full<Bytes>>) -> Result<Response<PooledBody>, UpstreamError> {
+        loop {
+            let (mut sender, fresh) = match self.checkout() {
+                Some(sender) => (sender, false),
+                None => (self.connect().await?, true),
+            };
+            if sender.ready().await.is_err() {
+                if fresh {
+                    return Err(UpstreamError::Connect {
+                        authority: self.authority.clone(),
+                        reason: "connection closed before the first request".into(),
+                    });
+                }
+                continue; // a stale pooled connection; try the next one
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(self.pooled(response, sender)),
+                Err(mut e) => match e.take_message() {
+                    // Never sent on a pooled connection that went stale:
+                    // send it again, on another or a new connection.
+                    Some(unsent) if !fresh => request = unsent,
+                    Some(_) => {
+                        return Err(UpstreamError::NotSent {
+                            authority: self.authority.clone(),
+                            source: e.into_error(),
+                        });
+                    }
+                    None => {
+                        return Err(UpstreamError::Failed {
+                            authority: self.authority.clone(),
+                            source: e.into_error(),
+                        });
+                    }
+                },
+            }
+        }
+    }
+
+    fn pooled(self: &Arc<Self>, response: Response<Incoming>, sender: Sender) -> Response<PooledBody> {
+        let (parts, body) = response.into_parts();
+        let mut body = PooledBody {
+            inner: body,
+            home: Some((self.clone(), sender)),
+        };
+        if body.inner.is_end_stream() {
+            body.release();
+        }
+        Response::from_parts(parts, body)
+    }
+}
+
+/// A response body that returns its connection to the pool when it ends.
+/// Dropped before its end, it takes the connection with it (an HTTP/1.1
+/// connection with an unread body cannot carry another request).
+#[derive(Debug)]
+pub struct PooledBody {
+    inner: Incoming,
+    home: Option<(Arc<UpstreamPool>, Sender)>,
+}
+
+impl PooledBody {
+    fn release(&mut self) {
+        if let Some((pool, sender)) = self.home.take() {
+            pool.checkin(sender);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
+            Poll::Ready(Some(Err(_))) => this.home = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The pools of every upstream the routing table knows, kept across ring
+/// versions so that connections survive a membership change.
+#[derive(Debug, Default)]
+pub struct Pools {
+    by_authority: dashmap::DashMap<Authority, Arc<UpstreamPool>>,
+}
+
+impl Pools {
+    /// The pool of `authority`, created on first use.
+    pub fn get(&self, authority: &Authority) -> Arc<UpstreamPool> {
+        self.by_authority
+            .entry(authority.clone())
+            .or_insert_with(|| UpstreamPool::new(authority.clone()))
+            .clone()
+    }
+
+    /// Drop the pools (and their idle connections) of upstreams for which
+    /// `keep` is false.
+    pub fn retain(&self, keep: impl Fn(&Authority) -> bool) {
+        self.by_authority.retain(|authority, _| keep(authority));
+    }
+}
