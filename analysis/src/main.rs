@@ -109,7 +109,8 @@ async fn main() -> anyhow::Result<()> {
             )
         }
     };
-    let outcome = run(&args, &client, system, started).await;
+    let control_plane_pid = local.as_ref().and_then(|l| l.control_plane_pid);
+    let outcome = run(&args, &client, system, control_plane_pid, started).await;
     if let Some(local) = local {
         local.stop().await;
     }
@@ -127,6 +128,7 @@ async fn run(
     args: &Args,
     client: &Client,
     system: String,
+    control_plane_pid: Option<u32>,
     started: Instant,
 ) -> anyhow::Result<report::Results> {
     wait_until_serving(client).await?;
@@ -135,6 +137,7 @@ async fn run(
         concurrency: args.concurrency,
         n_range: (args.n_min..=args.n_max).collect(),
         kill_with: args.kill,
+        control_plane_pid,
         quiet: args.quiet,
     };
     let spec = tasks::spec_setup();

@@ -14,6 +14,8 @@ use tokio::process::{Child, Command};
 /// [`Local::stop`] or when dropped.
 pub struct Local {
     children: Vec<Child>,
+    /// The control plane's PID: its replicas are its children.
+    pub control_plane_pid: Option<u32>,
     pub lb: String,
     pub admin: String,
 }
@@ -87,7 +89,9 @@ impl Local {
             .args(["--control-plane-http", &admin])
             .env("RUST_LOG", "warn");
         let (dp, lb) = spawn_announcing(dp, "data-plane").await?;
+        let control_plane_pid = cp.id();
         Ok(Local {
+            control_plane_pid,
             children: vec![dp, cp],
             lb,
             admin,
@@ -125,8 +129,14 @@ pub enum KillWith {
     Docker,
 }
 
-/// Kill replica `name`; says how.
-pub async fn kill_replica(name: &str, with: KillWith) -> anyhow::Result<&'static str> {
+/// Kill replica `name`; says how. With `parent`, only a child process of
+/// that PID is considered (the analysis's own control plane), so replicas of
+/// other systems on this machine with the same name are left alone.
+pub async fn kill_replica(
+    name: &str,
+    with: KillWith,
+    parent: Option<u32>,
+) -> anyhow::Result<&'static str> {
     let docker = match with {
         KillWith::Docker => true,
         KillWith::Process => false,
@@ -143,7 +153,8 @@ pub async fn kill_replica(name: &str, with: KillWith) -> anyhow::Result<&'static
         }
         return Ok("docker kill");
     }
-    let pid = process_of(name)?.with_context(|| format!("no local process runs replica {name}"))?;
+    let pid = process_of(name, parent)?
+        .with_context(|| format!("no local process runs replica {name}"))?;
     let status = Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
@@ -168,8 +179,9 @@ async fn is_our_container(name: &str) -> bool {
         .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "true")
 }
 
-/// The PID of the local process whose command line has `--server-id <name>`.
-fn process_of(name: &str) -> anyhow::Result<Option<u32>> {
+/// The PID of the local process whose command line has `--server-id <name>`
+/// (and whose parent is `parent`, when given).
+fn process_of(name: &str, parent: Option<u32>) -> anyhow::Result<Option<u32>> {
     for entry in std::fs::read_dir("/proc")?.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -178,6 +190,9 @@ fn process_of(name: &str) -> anyhow::Result<Option<u32>> {
         else {
             continue;
         };
+        if parent.is_some_and(|parent| parent_of(pid) != Some(parent)) {
+            continue;
+        }
         let Ok(cmdline) = std::fs::read(Path::new("/proc").join(pid.to_string()).join("cmdline"))
         else {
             continue;
@@ -191,4 +206,15 @@ fn process_of(name: &str) -> anyhow::Result<Option<u32>> {
         }
     }
     Ok(None)
+}
+
+/// The parent PID of `pid`, from /proc.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }

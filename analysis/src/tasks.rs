@@ -18,6 +18,8 @@ pub struct Settings {
     pub concurrency: usize,
     pub n_range: Vec<usize>,
     pub kill_with: KillWith,
+    /// The control plane the analysis started, if it did.
+    pub control_plane_pid: Option<u32>,
     pub quiet: bool,
 }
 
@@ -128,6 +130,13 @@ pub async fn endpoints(client: &Client) -> anyhow::Result<Vec<EndpointCase>> {
     let cases: Vec<(&str, Method, &str, String)> = vec![
         ("list the replicas", Method::GET, "/rep", String::new()),
         ("route a request", Method::GET, "/home", String::new()),
+        // Before /rm below removes a random replica, which may be this one.
+        (
+            "a name that exists",
+            Method::POST,
+            "/add",
+            format!(r#"{{"n": 1, "hostnames": ["{existing}"]}}"#),
+        ),
         (
             "add two replicas, one named",
             Method::POST,
@@ -165,12 +174,6 @@ pub async fn endpoints(client: &Client) -> anyhow::Result<Vec<EndpointCase>> {
             Method::POST,
             "/add",
             r#"{"n": "2"}"#.into(),
-        ),
-        (
-            "a name that exists",
-            Method::POST,
-            "/add",
-            format!(r#"{{"n": 1, "hostnames": ["{existing}"]}}"#),
         ),
         (
             "an invalid name",
@@ -248,7 +251,7 @@ pub async fn recovery(client: &Client, settings: &Settings) -> anyhow::Result<Re
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let killed_at = stream.now_ms();
-    let how = kill_replica(&victim, settings.kill_with).await?;
+    let how = kill_replica(&victim, settings.kill_with, settings.control_plane_pid).await?;
     let (mut off_ring, mut restored, mut after) = (None, None, before.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while restored.is_none() && tokio::time::Instant::now() < deadline {

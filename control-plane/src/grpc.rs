@@ -12,6 +12,7 @@ use tokio_stream::wrappers::WatchStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::auth::AdminToken;
 use crate::error::ManagerError;
 use crate::manager::Manager;
 
@@ -21,11 +22,29 @@ pub struct ControlPlaneService {
     /// Ends every watch stream when the server shuts down (a graceful
     /// shutdown otherwise waits for streams that never end).
     stop: CancellationToken,
+    token: AdminToken,
 }
 
 impl ControlPlaneService {
-    pub fn new(manager: Arc<Manager>, stop: CancellationToken) -> Self {
-        ControlPlaneService { manager, stop }
+    pub fn new(manager: Arc<Manager>, stop: CancellationToken, token: AdminToken) -> Self {
+        ControlPlaneService {
+            manager,
+            stop,
+            token,
+        }
+    }
+
+    /// Refuse a mutating call without the admin token.
+    fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes());
+        if self.token.permits(authorization) {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated("Missing or invalid admin token"))
+        }
     }
 }
 
@@ -71,6 +90,7 @@ impl ControlPlane for ControlPlaneService {
         &self,
         request: Request<v1::AddReplicasRequest>,
     ) -> Result<Response<v1::ReplicaSet>, Status> {
+        self.admit(&request)?;
         let r = request.into_inner();
         let max = self.manager.settings().max_replicas;
         let scale = scale_request(ringlb_api::admin::AdminOp::Add, r.n, r.hostnames, max)?;
@@ -82,6 +102,7 @@ impl ControlPlane for ControlPlaneService {
         &self,
         request: Request<v1::RemoveReplicasRequest>,
     ) -> Result<Response<v1::ReplicaSet>, Status> {
+        self.admit(&request)?;
         let r = request.into_inner();
         let max = self.manager.settings().max_replicas;
         let scale = scale_request(ringlb_api::admin::AdminOp::Remove, r.n, r.hostnames, max)?;
@@ -129,6 +150,7 @@ impl ControlPlane for ControlPlaneService {
         &self,
         request: Request<v1::SetRingConfigRequest>,
     ) -> Result<Response<v1::RingSnapshot>, Status> {
+        self.admit(&request)?;
         let change = request.into_inner();
         let state = self
             .manager
@@ -145,6 +167,7 @@ pub async fn serve(
     manager: Arc<Manager>,
     listener: tokio::net::TcpListener,
     stop: CancellationToken,
+    token: AdminToken,
 ) -> Result<(), tonic::transport::Error> {
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ringlb_proto::FILE_DESCRIPTOR_SET)
@@ -167,6 +190,7 @@ pub async fn serve(
         .add_service(ControlPlaneServer::new(ControlPlaneService::new(
             manager,
             stop.clone(),
+            token,
         )))
         .add_service(health_service);
     if let Ok(reflection) = reflection_v1 {

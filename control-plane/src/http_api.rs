@@ -10,12 +10,13 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use http::{StatusCode, Uri, header};
+use http::{HeaderMap, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Limited};
 use ringlb_api::admin::{AdminOp, parse_scale_request};
 use ringlb_proto::v1::SetRingConfigRequest;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::AdminToken;
 use crate::error::ManagerError;
 use crate::manager::Manager;
 use crate::state::RingState;
@@ -23,8 +24,15 @@ use crate::state::RingState;
 /// The largest admin request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The admin API's routes over `manager`.
-pub fn router(manager: Arc<Manager>) -> Router {
+/// What the handlers share.
+#[derive(Clone)]
+struct Api {
+    manager: Arc<Manager>,
+    token: AdminToken,
+}
+
+/// The admin API's routes over `manager`; mutating routes need `token`.
+pub fn router(manager: Arc<Manager>, token: AdminToken) -> Router {
     Router::new()
         .route("/rep", get(rep).fallback(method_not_allowed))
         .route("/add", post(add).fallback(method_not_allowed))
@@ -40,7 +48,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
                 .fallback(method_not_allowed),
         )
         .fallback(not_found)
-        .with_state(manager)
+        .with_state(Api { manager, token })
 }
 
 /// A JSON response with SPEC.md's content type.
@@ -84,19 +92,58 @@ async fn read_body(body: Body) -> Result<Bytes, Response> {
     }
 }
 
-async fn rep(State(manager): State<Arc<Manager>>) -> Response {
-    replica_list(&manager.current())
+/// The refusal of a mutating request without the admin token (401), or
+/// with a body declared as something other than JSON (415).
+fn refusal(api: &Api, headers: &HeaderMap) -> Option<Response> {
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if !api.token.permits(authorization) {
+        let mut response = failure(StatusCode::UNAUTHORIZED, "Missing or invalid admin token");
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return Some(response);
+    }
+    let declared = headers.get(header::CONTENT_TYPE)?.to_str().unwrap_or("");
+    (!is_json_like(declared)).then(|| {
+        failure(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!("Content-Type must be application/json, got '{declared}'"),
+        )
+    })
 }
 
-async fn add(State(manager): State<Arc<Manager>>, body: Body) -> Response {
-    scale(manager, AdminOp::Add, body).await
+/// JSON, `+json` types, or the form type `curl -d` sends by default (the
+/// body is read as JSON whatever it says).
+fn is_json_like(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence.ends_with("+json")
+        || essence == "application/x-www-form-urlencoded"
 }
 
-async fn remove(State(manager): State<Arc<Manager>>, body: Body) -> Response {
-    scale(manager, AdminOp::Remove, body).await
+async fn rep(State(api): State<Api>) -> Response {
+    replica_list(&api.manager.current())
 }
 
-async fn scale(manager: Arc<Manager>, op: AdminOp, body: Body) -> Response {
+async fn add(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
+    scale(api, AdminOp::Add, headers, body).await
+}
+
+async fn remove(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
+    scale(api, AdminOp::Remove, headers, body).await
+}
+
+async fn scale(api: Api, op: AdminOp, headers: HeaderMap, body: Body) -> Response {
+    if let Some(refused) = refusal(&api, &headers) {
+        return refused;
+    }
+    let manager = api.manager;
     let body = match read_body(body).await {
         Ok(body) => body,
         Err(response) => return response,
@@ -133,8 +180,8 @@ fn config_reply(state: &RingState) -> Response {
     )
 }
 
-async fn get_config(State(manager): State<Arc<Manager>>) -> Response {
-    config_reply(&manager.current())
+async fn get_config(State(api): State<Api>) -> Response {
+    config_reply(&api.manager.current())
 }
 
 /// A partial ring configuration: fields left out keep their value.
@@ -162,7 +209,11 @@ impl From<ConfigPatch> for SetRingConfigRequest {
     }
 }
 
-async fn set_config(State(manager): State<Arc<Manager>>, body: Body) -> Response {
+async fn set_config(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
+    if let Some(refused) = refusal(&api, &headers) {
+        return refused;
+    }
+    let manager = api.manager;
     let body = match read_body(body).await {
         Ok(body) => body,
         Err(response) => return response,

@@ -13,6 +13,7 @@
 //! and run the real thing in-process or as a process.
 #![deny(unsafe_code)]
 
+pub mod auth;
 pub mod backend;
 pub mod error;
 pub mod grpc;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::AdminToken;
 use crate::backend::BackendEvent;
 use crate::health::CheckerSettings;
 use crate::manager::Manager;
@@ -47,12 +49,20 @@ pub enum ControlPlaneError {
     Http(#[from] std::io::Error),
 }
 
+/// How the control plane serves, besides the manager's own settings.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub checker: CheckerSettings,
+    /// Guards `/add`, `/rm`, config changes and the mutating gRPC calls.
+    pub admin_token: AdminToken,
+}
+
 /// Start the replicas, then serve the admin HTTP API on `http` and gRPC on
 /// `grpc` until `shutdown` resolves; `ready` runs once everything serves.
 /// On the way out the backend stops what it must (process replicas).
 pub async fn run(
     manager: Arc<Manager>,
-    checker: CheckerSettings,
+    options: Options,
     http: TcpListener,
     grpc: TcpListener,
     ready: impl FnOnce(),
@@ -61,7 +71,7 @@ pub async fn run(
     let stop = CancellationToken::new();
     let outcome = serve(
         manager.clone(),
-        checker,
+        options,
         http,
         grpc,
         ready,
@@ -77,7 +87,7 @@ pub async fn run(
 
 async fn serve(
     manager: Arc<Manager>,
-    checker: CheckerSettings,
+    options: Options,
     http: TcpListener,
     grpc: TcpListener,
     ready: impl FnOnce(),
@@ -92,12 +102,15 @@ async fn serve(
     }
     // Dropping the set (also when this future is dropped) aborts them.
     let mut background = tokio::task::JoinSet::new();
-    background.spawn(health::run_checker(manager.clone(), checker));
+    background.spawn(health::run_checker(manager.clone(), options.checker));
     background.spawn(watch_backend(manager.clone()));
 
-    let http_server = axum::serve(http, http_api::router(manager.clone()))
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
-    let grpc_server = grpc::serve(manager.clone(), grpc, stop.clone());
+    let http_server = axum::serve(
+        http,
+        http_api::router(manager.clone(), options.admin_token.clone()),
+    )
+    .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let grpc_server = grpc::serve(manager.clone(), grpc, stop.clone(), options.admin_token);
     let servers = async {
         let (h, g) = tokio::join!(
             async { http_server.await.map_err(ControlPlaneError::from) },

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use ringlb_control_plane::Options;
+use ringlb_control_plane::auth::AdminToken;
 use ringlb_control_plane::backend::Backend;
 use ringlb_control_plane::backend::docker::{DockerBackend, DockerSettings};
 use ringlb_control_plane::backend::process::ProcessBackend;
@@ -114,6 +116,11 @@ struct Args {
     #[arg(long, default_value = "request-id")]
     key_source: KeySource,
 
+    /// Require `Authorization: Bearer <token>` for /add, /rm, config changes
+    /// and the mutating gRPC calls (reads stay open). Off when unset.
+    #[arg(long, env = "RINGLB_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+
     /// Print `ready http=<addr> grpc=<addr>` on stdout once serving (for
     /// scripts and tests that bind port 0).
     #[arg(long)]
@@ -186,13 +193,19 @@ async fn main() -> anyhow::Result<()> {
             println!("ready http={http_addr} grpc={grpc_addr}");
         }
     };
-    let checker = CheckerSettings {
-        interval: args.heartbeat_interval,
-        threshold: args.failure_threshold,
+    let options = Options {
+        checker: CheckerSettings {
+            interval: args.heartbeat_interval,
+            threshold: args.failure_threshold,
+        },
+        admin_token: AdminToken::new(args.admin_token),
     };
+    if options.admin_token.is_enabled() {
+        tracing::info!("admin token required for changes");
+    }
     ringlb_control_plane::run(
         manager,
-        checker,
+        options,
         http,
         grpc,
         ready,

@@ -50,6 +50,16 @@ use crate::upstream::{Pools, UpstreamPool};
 
 /// Largest request body forwarded by default.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long a client gets to send a request's headers by default.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head (request line and headers) by default.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// The smallest request-head limit hyper accepts.
+pub const MIN_HEADER_BYTES: usize = 8192;
+/// Client connections served at once by default; more wait to be accepted.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// How long a replica gets to answer with a response head by default.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long open connections get to finish after shutdown starts.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -57,13 +67,46 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Shared {
     pub(crate) table: Arc<ArcSwapOption<RouteTable>>,
     pub(crate) admin: Arc<UpstreamPool>,
-    pub(crate) max_body_bytes: usize,
+    pub(crate) limits: Limits,
     pub(crate) stats: Arc<Stats>,
+}
+
+/// What one client may cost: each limit ends only the offending request or
+/// connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest request body forwarded (413 beyond).
+    pub max_body_bytes: usize,
+    /// Time to send a request head before the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Largest request head (431 beyond); at least [`MIN_HEADER_BYTES`].
+    pub max_header_bytes: usize,
+    /// Client connections served at once.
+    pub max_connections: usize,
+    /// Time a replica gets to answer with a response head (504 beyond,
+    /// after failover for idempotent requests).
+    pub upstream_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
+        }
+    }
 }
 
 /// A configuration value the builder cannot use.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    #[error("the request-head limit must be at least {MIN_HEADER_BYTES} bytes, got {0}")]
+    HeaderLimit(usize),
+    #[error("at least one client connection must be allowed")]
+    NoConnections,
     #[error("control plane HTTP address '{0}' is not host:port")]
     AdminAddress(String),
     #[error("control plane gRPC endpoint is missing")]
@@ -76,7 +119,7 @@ pub struct DataPlaneBuilder {
     grpc: Option<String>,
     http: String,
     subscriber: Option<String>,
-    max_body_bytes: usize,
+    limits: Limits,
 }
 
 impl DataPlaneBuilder {
@@ -100,13 +143,19 @@ impl DataPlaneBuilder {
         self
     }
 
-    /// The largest request body forwarded (413 beyond).
-    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
-        self.max_body_bytes = bytes;
+    /// Per-client limits (see [`Limits`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
     pub fn build(self) -> Result<DataPlane, BuildError> {
+        if self.limits.max_header_bytes < MIN_HEADER_BYTES {
+            return Err(BuildError::HeaderLimit(self.limits.max_header_bytes));
+        }
+        if self.limits.max_connections == 0 {
+            return Err(BuildError::NoConnections);
+        }
         let admin = self
             .http
             .parse::<Authority>()
@@ -134,7 +183,7 @@ impl DataPlaneBuilder {
             shared: Arc::new(Shared {
                 table,
                 admin: UpstreamPool::new(admin),
-                max_body_bytes: self.max_body_bytes,
+                limits: self.limits,
                 stats,
             }),
             subscription,
@@ -154,7 +203,7 @@ impl DataPlane {
             grpc: None,
             http: "127.0.0.1:5100".into(),
             subscriber: None,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            limits: Limits::default(),
         }
     }
 
@@ -188,12 +237,23 @@ async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
+    let limits = shared.limits;
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    // Connections past the limit wait in the kernel's accept queue.
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -218,6 +278,7 @@ async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "client connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);

@@ -50,6 +50,24 @@ struct Args {
     #[arg(long, default_value_t = ringlb_data_plane::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
 
+    /// How long a client gets to send a request's headers before its
+    /// connection is closed (slow clients do not hold connections forever).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    header_read_timeout: std::time::Duration,
+
+    /// Largest request line plus headers, in bytes (431 beyond; at least 8192).
+    #[arg(long, default_value_t = ringlb_data_plane::DEFAULT_MAX_HEADER_BYTES)]
+    max_header_bytes: usize,
+
+    /// Client connections served at once; more wait in the accept queue.
+    #[arg(long, default_value_t = ringlb_data_plane::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+
+    /// How long a replica gets to answer (response head). Idempotent
+    /// requests then fail over to the next replica; others get 504.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    upstream_timeout: std::time::Duration,
+
     /// Runtime worker threads (default: one per core). With 1, a
     /// single-threaded runtime is used: no work stealing, no cross-thread
     /// wake-ups (the fastest choice for a data plane pinned to one core).
@@ -85,7 +103,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let mut builder = DataPlane::builder()
         .control_plane_grpc(args.control_plane_grpc.clone())
         .control_plane_http(args.control_plane_http.clone())
-        .max_body_bytes(args.max_body_bytes);
+        .limits(ringlb_data_plane::Limits {
+            max_body_bytes: args.max_body_bytes,
+            header_read_timeout: args.header_read_timeout,
+            max_header_bytes: args.max_header_bytes,
+            max_connections: args.max_connections,
+            upstream_timeout: args.upstream_timeout,
+        });
     if let Some(id) = args.subscriber_id {
         builder = builder.subscriber_id(id);
     }

@@ -5,14 +5,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::Shared;
+use crate::upstream::PooledBody;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
-use crate::Shared;
-use crate::upstream::PooledBody;
 
 /// What the data plane answers with: a replica's streamed body, or its own.
 pub type ProxyBody = Either<PooledBody, Full<Bytes>>;
@@ -48,7 +48,7 @@ async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Respo
     };
     let (mut parts, body) = req.into_parts();
     let key = crate::key::request_key(table.key_source, &parts, client);
-    let body = match read_body(body, shared.max_body_bytes).await {
+    let body = match read_body(body, shared.limits.max_body_bytes).await {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -62,16 +62,40 @@ async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Respo
 
     let mut tried: [&str; MAX_ATTEMPTS] = [""; MAX_ATTEMPTS];
     let mut attempts = 0;
-    for member in table.ring.candidates(key).take(MAX_ATTEMPTS) {
+    for (attempt, member) in table.ring.candidates(key).take(MAX_ATTEMPTS).enumerate() {
         let upstream = &table.upstreams[member];
-        if attempts > 0 {
+        if attempt > 0 {
             shared.stats.retries.fetch_add(1, Ordering::Relaxed);
         }
-        tried[attempts] = &upstream.name;
-        attempts += 1;
+        tried[attempt] = &upstream.name;
+        attempts = attempt + 1;
         upstream.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let request = upstream_request(&parts, upstream.pool.authority(), &path_and_query, body.clone());
-        match upstream.pool.send(request).await {
+        let request = upstream_request(
+            &parts,
+            upstream.pool.authority(),
+            &path_and_query,
+            body.clone(),
+        );
+        let timeout = shared.limits.upstream_timeout;
+        let sent = match tokio::time::timeout(timeout, upstream.pool.send(request)).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                upstream.stats.errors.fetch_add(1, Ordering::Relaxed);
+                if idempotent {
+                    tracing::debug!(replica = %upstream.name, ?timeout, "no answer in time; trying the next replica");
+                    continue;
+                }
+                tracing::warn!(replica = %upstream.name, ?timeout, "replica did not answer a non-idempotent request in time");
+                return failure(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!(
+                        "Server replica '{}' did not answer within {timeout:?}",
+                        upstream.name
+                    ),
+                );
+            }
+        };
+        match sent {
             Ok(response) => return from_replica(response, parts.uri.path()),
             Err(e) => {
                 upstream.stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -91,20 +115,18 @@ async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Respo
         }
     }
     shared.stats.unreachable.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(?tried, "no replica reachable");
+    let tried = tried[..attempts].join(", ");
+    tracing::warn!(%tried, "no replica reachable");
     failure(
         StatusCode::BAD_GATEWAY,
-        &format!(
-            "No server replica could be reached (tried {})",
-            tried.join(", ")
-        ),
+        &format!("No server replica could be reached (tried {tried})"),
     )
 }
 
 /// Forward `/rep`, `/add`, `/rm` to the control plane's HTTP admin API.
 async fn forward_admin(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
     let (mut parts, body) = req.into_parts();
-    let body = match read_body(body, shared.max_body_bytes).await {
+    let body = match read_body(body, shared.limits.max_body_bytes).await {
         Ok(body) => body,
         Err(response) => return response,
     };

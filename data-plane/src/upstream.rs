@@ -36,7 +36,10 @@ type Sender = SendRequest<Full<Bytes>>;
 pub enum UpstreamError {
     /// Nothing reached the upstream: safe to retry anywhere.
     #[error("cannot connect to {authority}: {reason}")]
-    Connect { authority: Authority, reason: String },
+    Connect {
+        authority: Authority,
+        reason: String,
+    },
     /// The request was not sent.
     #[error("request to {authority} not sent: {source}")]
     NotSent {
@@ -108,10 +111,13 @@ impl UpstreamPool {
             authority: self.authority.clone(),
             reason,
         };
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(self.authority.as_str()))
-            .await
-            .map_err(|_| fail(format!("no connection within {CONNECT_TIMEOUT:?}")))?
-            .map_err(|e| fail(e.to_string()))?;
+        let stream = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio::net::TcpStream::connect(self.authority.as_str()),
+        )
+        .await
+        .map_err(|_| fail(format!("no connection within {CONNECT_TIMEOUT:?}")))?
+        .map_err(|e| fail(e.to_string()))?;
         let _ = stream.set_nodelay(true);
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
@@ -127,7 +133,10 @@ impl UpstreamPool {
 
     /// Send `request` (origin-form URI, `Host` set) on a pooled or new
     /// connection.
-    pub async fn send(self: &Arc<Self>, mut request: Request<Full<Bytes>>) -> Result<Response<PooledBody>, UpstreamError> {
+    pub async fn send(
+        self: &Arc<Self>,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
         loop {
             let (mut sender, fresh) = match self.checkout() {
                 Some(sender) => (sender, false),
@@ -165,7 +174,11 @@ impl UpstreamPool {
         }
     }
 
-    fn pooled(self: &Arc<Self>, response: Response<Incoming>, sender: Sender) -> Response<PooledBody> {
+    fn pooled(
+        self: &Arc<Self>,
+        response: Response<Incoming>,
+        sender: Sender,
+    ) -> Response<PooledBody> {
         let (parts, body) = response.into_parts();
         let mut body = PooledBody {
             inner: body,
@@ -199,7 +212,10 @@ impl Body for PooledBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {

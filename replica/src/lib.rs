@@ -98,8 +98,8 @@ pub async fn run(
 }
 
 fn respond(replies: &Replies, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let known = replies.routes == Routes::AnyPath
-        || matches!(req.uri().path(), "/home" | "/heartbeat");
+    let known =
+        replies.routes == Routes::AnyPath || matches!(req.uri().path(), "/home" | "/heartbeat");
     if !known {
         return empty(StatusCode::NOT_FOUND);
     }

@@ -108,8 +108,15 @@ fn libc_sigkill() -> i32 {
 #[tokio::test]
 async fn serve_any_path_answers_every_path_like_home() {
     let mut cmd = Command::new(bin("replica"));
-    cmd.args(["--port", "0", "--host", "127.0.0.1", "--announce", "--serve-any-path"])
-        .env("SERVER_ID", "bench-1");
+    cmd.args([
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--announce",
+        "--serve-any-path",
+    ])
+    .env("SERVER_ID", "bench-1");
     let (_replica, addr) = Proc::spawn_announcing(cmd, "replica", "listening");
     for path in ["/home", "/k/12345", "/"] {
         let reply = get(&addr, path).await;
