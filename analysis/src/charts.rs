@@ -50,6 +50,22 @@ pub fn save(chart: &impl Chart, dir: &Path, stem: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The series legend, the same on every chart.
+fn legend<'a, DB, CT>(chart: &mut ChartContext<'a, DB, CT>) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    CT: plotters::coord::CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 13))
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(err)
+}
+
 fn color(i: usize) -> RGBColor {
     const COLORS: [RGBColor; 8] = [
         RGBColor(31, 119, 180),
@@ -143,14 +159,7 @@ impl Chart for Bars {
                 .legend(|(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2))
                 });
-            chart
-                .configure_series_labels()
-                .label_font((FONT, 13))
-                .border_style(BLACK)
-                .background_style(WHITE.mix(0.85))
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()
-                .map_err(err)?;
+            legend(&mut chart)?;
         }
         Ok(())
     }
@@ -232,14 +241,7 @@ impl Chart for Band {
                     .map(|(&x, &m)| Circle::new((x, m), 4, color(0).filled())),
             )
             .map_err(err)?;
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 13))
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.85))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart)?;
         let _ = self.total;
         Ok(())
     }
@@ -321,14 +323,7 @@ impl Chart for Timeline {
                 )))
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 13))
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.85))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart)?;
         Ok(())
     }
 }
@@ -389,14 +384,7 @@ impl Chart for Lines {
                 )
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 13))
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.85))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart)?;
         Ok(())
     }
 }

@@ -46,18 +46,12 @@ async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Respo
             "No server replicas available",
         );
     };
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let key = crate::key::request_key(table.key_source, &parts, client);
-    let body = match read_body(body, shared.limits.max_body_bytes).await {
-        Ok(body) => body,
+    let (parts, path_and_query, body) = match outbound(parts, body, shared).await {
+        Ok(outbound) => outbound,
         Err(response) => return response,
     };
-    strip_hop_by_hop(&mut parts.headers);
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let idempotent = is_idempotent(&parts.method);
 
     let mut tried: [&str; MAX_ATTEMPTS] = [""; MAX_ATTEMPTS];
@@ -125,17 +119,11 @@ async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Respo
 
 /// Forward `/rep`, `/add`, `/rm` to the control plane's HTTP admin API.
 async fn forward_admin(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
-    let (mut parts, body) = req.into_parts();
-    let body = match read_body(body, shared.limits.max_body_bytes).await {
-        Ok(body) => body,
+    let (parts, body) = req.into_parts();
+    let (parts, path_and_query, body) = match outbound(parts, body, shared).await {
+        Ok(outbound) => outbound,
         Err(response) => return response,
     };
-    strip_hop_by_hop(&mut parts.headers);
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let request = upstream_request(&parts, shared.admin.authority(), &path_and_query, body);
     match shared.admin.send(request).await {
         Ok(response) => {
@@ -152,6 +140,24 @@ async fn forward_admin(shared: &Shared, req: Request<Incoming>) -> Response<Prox
             )
         }
     }
+}
+
+/// What every forwarded request needs: the client's head without its
+/// hop-by-hop headers, the origin-form target, and the body buffered (within
+/// the limit) so that it can be sent again on failover.
+async fn outbound(
+    mut parts: http::request::Parts,
+    body: Incoming,
+    shared: &Shared,
+) -> Result<(http::request::Parts, PathAndQuery, Full<Bytes>), Response<ProxyBody>> {
+    let body = read_body(body, shared.limits.max_body_bytes).await?;
+    strip_hop_by_hop(&mut parts.headers);
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Ok((parts, path_and_query, body))
 }
 
 fn upstream_request(

@@ -31,21 +31,7 @@ async fn every_data_plane_routes_by_the_new_ring_when_add_and_rm_answer() {
     ];
     for lb in &planes[1..] {
         // Wait until these two have a ring too.
-        ringlb_testkit::eventually(
-            std::time::Duration::from_secs(20),
-            "data plane ring",
-            || {
-                let lb = lb.clone();
-                async move {
-                    request(&lb, Method::GET, "/heartbeat", "", &[])
-                        .await
-                        .ok()
-                        .filter(|r| r.status == 200)
-                        .map(|_| ())
-                }
-            },
-        )
-        .await;
+        ringlb_testkit::wait_routed(lb).await;
     }
 
     // With ids 1..=4 the ring gives some request ids to the new replica (id 4).

@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::Method;
 use ringlb_ring::{Ring, RingConfig};
 use ringlb_testkit::contract::{assert_json, failure};
-use ringlb_testkit::{System, eventually, get, replica_pid, request, signal, start_data_plane};
+use ringlb_testkit::{System, get, replica_pid, request, signal, start_data_plane, wait_routed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -26,17 +26,7 @@ async fn slow_headers_big_heads_and_big_bodies() {
             "1024",
         ],
     );
-    eventually(Duration::from_secs(20), "data plane ring", || {
-        let addr = dp.addr.clone();
-        async move {
-            request(&addr, Method::GET, "/heartbeat", "", &[])
-                .await
-                .ok()
-                .filter(|r| r.status == 200)
-                .map(|_| ())
-        }
-    })
-    .await;
+    wait_routed(&dp.addr).await;
 
     // A client that never finishes its headers is disconnected...
     let mut slow = TcpStream::connect(&dp.addr).await.expect("connect");
@@ -77,17 +67,7 @@ async fn connections_past_the_limit_wait_until_one_closes() {
     let system = System::start(&[]).await;
     let cp = &system.control_plane;
     let dp = start_data_plane(&cp.grpc, &cp.http, &["--max-connections", "2"]);
-    eventually(Duration::from_secs(20), "data plane ring", || {
-        let addr = dp.addr.clone();
-        async move {
-            request(&addr, Method::GET, "/heartbeat", "", &[])
-                .await
-                .ok()
-                .filter(|r| r.status == 200)
-                .map(|_| ())
-        }
-    })
-    .await;
+    wait_routed(&dp.addr).await;
     let request_bytes = b"GET /home HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut held = Vec::new();
     for _ in 0..2 {
@@ -121,17 +101,7 @@ async fn a_hung_replica_fails_over_gets_but_never_retries_posts() {
     let system = System::start(&[]).await;
     let cp = &system.control_plane;
     let dp = start_data_plane(&cp.grpc, &cp.http, &["--upstream-timeout", "1s"]);
-    eventually(Duration::from_secs(20), "data plane ring", || {
-        let addr = dp.addr.clone();
-        async move {
-            request(&addr, Method::GET, "/heartbeat", "", &[])
-                .await
-                .ok()
-                .filter(|r| r.status == 200)
-                .map(|_| ())
-        }
-    })
-    .await;
+    wait_routed(&dp.addr).await;
     // A request id the ring gives to server-2, and whose next replica is another.
     let ring = Ring::build(&RingConfig::default(), &[1, 2, 3]).expect("ring");
     let id = (100_000u64..)

@@ -405,6 +405,22 @@ impl System {
     }
 }
 
+/// Wait (up to 20 s) until the data plane at `addr` routes `/heartbeat`,
+/// i.e. it has applied a ring with a live replica.
+pub async fn wait_routed(addr: &str) {
+    eventually(
+        Duration::from_secs(20),
+        "data plane to route",
+        || async move {
+            let reply = request(addr, Method::GET, "/heartbeat", "", &[])
+                .await
+                .ok()?;
+            (reply.status == StatusCode::OK).then_some(())
+        },
+    )
+    .await;
+}
+
 /// PIDs of the direct children of `pid`.
 pub fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
