@@ -12,7 +12,7 @@ COMPOSE := $(shell command -v docker-compose >/dev/null 2>&1 && echo docker-comp
 COMPOSE_PROJECT := ringlb
 DOCKER_NETWORK := net1
 
-.PHONY: help build static images test tools fmt lint run up down logs analysis bench bench-ring
+.PHONY: help build static images test tools fmt lint run up down logs analysis bench bench-ring fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,7 +32,8 @@ lint: ## fmt check + clippy (warnings are errors)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: tools lint ## fmt check, clippy, then the whole test suite (Docker tests when an engine answers)
+test: tools lint ## fmt check, clippy, a bounded fuzz run, the whole test suite (Docker tests when an engine answers)
+	$(MAKE) --no-print-directory fuzz FUZZ_RUNS=20000
 	$(CARGO) build --workspace --bins
 	@if docker info >/dev/null 2>&1; then \
 	  $(MAKE) --no-print-directory images; \
@@ -66,8 +67,15 @@ analysis: static ## Tasks A-1..A-4 against a system it starts itself; writes ana
 	$(STATIC) $(CARGO) build --release --target $(TARGET) -p ringlb-analysis
 	$(BIN_DIR)/analysis --out analysis/report $(ARGS)
 
-bench: static ## ringlb vs nginx vs HAProxy, side by side (installs wrk, nginx, haproxy if missing); updates bench/RESULTS.md
+bench: static ## ringlb vs nginx vs HAProxy side by side, and ring propagation to 4 data planes; updates bench/RESULTS.md
 	python3 bench/run.py --bin-dir $(BIN_DIR) $(ARGS)
+	python3 bench/propagation.py --bin-dir $(BIN_DIR)
+
+FUZZ_RUNS ?= 200000
+fuzz: ## cargo-fuzz on the admin request parser and the ring configuration (FUZZ_RUNS iterations each; corpus in fuzz/corpus)
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && $(CARGO) fuzz run admin_request --sanitizer none -- -runs=$(FUZZ_RUNS) -max_total_time=120
+	cd fuzz && $(CARGO) fuzz run ring_config --sanitizer none -- -runs=$(FUZZ_RUNS) -max_total_time=120
 
 bench-ring: ## criterion benches of the ring (build, lookup)
 	$(CARGO) bench -p ringlb-ring --bench ring

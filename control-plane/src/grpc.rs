@@ -200,8 +200,9 @@ pub async fn serve(
         router = router.add_service(reflection);
     }
     router
+        // No Nagle: a ring snapshot must not wait for the previous one's ACK.
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             stop.cancelled_owned(),
         )
         .await

@@ -27,6 +27,7 @@ pub mod subscribers;
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -105,6 +106,11 @@ async fn serve(
     background.spawn(health::run_checker(manager.clone(), options.checker));
     background.spawn(watch_backend(manager.clone()));
 
+    let http = http.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let http_server = axum::serve(
         http,
         http_api::router(manager.clone(), options.admin_token.clone()),
