@@ -221,19 +221,28 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// Remove the hop-by-hop headers of RFC 9110 §7.6.1, including any the
-/// `Connection` header names.
+/// Whether `name` is hop-by-hop in itself (RFC 9110 §7.6.1, plus the
+/// legacy `keep-alive` and `proxy-connection`).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authorization"
+            | "proxy-authenticate"
+            | "keep-alive"
+            | "proxy-connection"
+    )
+}
+
+/// Remove the hop-by-hop headers, including any the `Connection` header
+/// names. Most messages carry none: one pass over the names finds that,
+/// without a hash lookup per candidate.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    const HOP_BY_HOP: [HeaderName; 7] = [
-        header::CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::PROXY_AUTHORIZATION,
-        header::PROXY_AUTHENTICATE,
-    ];
-    if headers.is_empty() {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
     let named: Vec<HeaderName> = headers
@@ -243,11 +252,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    let hop: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_hop_by_hop(n))
+        .cloned()
+        .collect();
+    for name in named.iter().chain(hop.iter()) {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
 }
 
 /// A JSON error in the spec's shape.
