@@ -167,8 +167,8 @@ async fn docker_mode_end_to_end() {
     assert_eq!(replica_containers(), ["server-1", "server-2", "server-3"]);
 
     // SPEC.md through localhost, every endpoint and error, as in process mode.
-    contract::add_errors(&[&lb, &admin]).await;
-    contract::rm_errors(&[&lb, &admin], 20).await;
+    contract::add_errors(&[&lb, &admin], &admin).await;
+    contract::rm_errors(&[&lb, &admin], &admin, 20).await;
     contract::method_and_size_errors(&lb, &admin).await;
     contract::replica_set_scenario(&lb, &admin).await;
     assert_eq!(
@@ -272,6 +272,100 @@ async fn docker_mode_end_to_end() {
         failed, 0,
         "{failed} /home requests failed around the kill and the restart"
     );
+
+    // Chaos in Docker mode: about 20 s of GET load while containers are
+    // killed, replicas added and removed, and the control plane restarted
+    // once. No GET may fail.
+    let chaos = Load::start(&lb, 4, Duration::from_millis(2), Duration::from_secs(120));
+    let started = Instant::now();
+    let mut step = 0u32;
+    while started.elapsed() < Duration::from_secs(20) {
+        match step % 5 {
+            0 => {
+                let names = replica_names(&get(&lb, "/rep").await);
+                if let Some(oldest) = names.first() {
+                    docker(&["kill", oldest]);
+                }
+            }
+            1 | 3 if step != 3 => {
+                let reply = contract::call(&lb, http::Method::POST, "/add", r#"{"n": 1}"#).await;
+                assert_eq!(reply.status, 200, "{}", reply.text());
+            }
+            3 => {
+                run(compose()
+                    .args(["-p", PROJECT, "restart", "control-plane"])
+                    .current_dir(repo_root()));
+                eventually(
+                    Duration::from_secs(30),
+                    "the control plane back after its restart",
+                    || {
+                        let admin = admin.clone();
+                        async move {
+                            let reply =
+                                ringlb_testkit::request(&admin, http::Method::GET, "/rep", "", &[])
+                                    .await
+                                    .ok()?;
+                            (reply.status == 200).then_some(())
+                        }
+                    },
+                )
+                .await;
+            }
+            _ => {
+                let reply =
+                    contract::call(&admin, http::Method::DELETE, "/rm", r#"{"n": 1}"#).await;
+                assert_eq!(reply.status, 200, "{}", reply.text());
+            }
+        }
+        step += 1;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (ok, failed) = chaos.finish().await;
+    assert!(ok > 500, "the chaos load ran ({ok})");
+    assert_eq!(failed, 0, "{failed} GETs failed during the Docker chaos");
+    // No orphans: the containers are exactly the replicas on the ring.
+    let final_names = eventually(Duration::from_secs(10), "containers = replicas", || {
+        let lb = lb.clone();
+        async move {
+            let mut names = replica_names(&get(&lb, "/rep").await);
+            names.sort();
+            (names == replica_containers()).then_some(names)
+        }
+    })
+    .await;
+    // The data plane routes by the ring of the listed ids.
+    let mut grpc = ringlb_proto::v1::control_plane_client::ControlPlaneClient::connect(format!(
+        "http://127.0.0.1:{grpc_port}"
+    ))
+    .await
+    .expect("gRPC published on loopback");
+    let set = grpc
+        .list_replicas(ringlb_proto::v1::ListReplicasRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    let ids: Vec<u64> = set.replicas.iter().map(|r| r.id).collect();
+    let names: Vec<&str> = set.replicas.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names.len(), final_names.len());
+    let ring = ringlb_ring::Ring::build(&ringlb_ring::RingConfig::default(), &ids).expect("ring");
+    for id in (400_000u64..400_060).step_by(7) {
+        let reply = ringlb_testkit::request(
+            &lb,
+            http::Method::GET,
+            "/home",
+            "",
+            &[("x-request-id", &id.to_string())],
+        )
+        .await
+        .expect("answer");
+        let expected = names[ring.lookup(id).expect("owner")];
+        assert!(
+            reply.text().contains(&format!("Server: {expected}\"")),
+            "id {id}: {}",
+            reply.text()
+        );
+    }
 
     // `make down` leaves no container and no network of ours.
     drop(system);

@@ -14,13 +14,22 @@ async fn rep_add_rm_and_routing_as_the_spec_says() {
 #[tokio::test]
 async fn every_add_error_is_refused_and_changes_nothing() {
     let system = System::start(&["--max-replicas", "20"]).await;
-    contract::add_errors(&[system.lb(), &system.control_plane.http]).await;
+    contract::add_errors(
+        &[system.lb(), &system.control_plane.http],
+        &system.control_plane.http,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn every_rm_error_is_refused_and_changes_nothing() {
     let system = System::start(&[]).await;
-    contract::rm_errors(&[system.lb(), &system.control_plane.http], 50).await;
+    contract::rm_errors(
+        &[system.lb(), &system.control_plane.http],
+        &system.control_plane.http,
+        50,
+    )
+    .await;
 }
 
 #[tokio::test]

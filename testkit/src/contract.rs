@@ -34,8 +34,18 @@ pub fn listing(names: &[&str]) -> String {
 
 /// Send a request that must be refused with 400 and `expected`, and check
 /// that the replica set did not change.
-pub async fn refused(lb: &str, method: Method, path: &str, body: &str, expected: &str) {
+/// `admin` is the control plane's admin port: the ring version (in
+/// `GET /config`) must not move either.
+pub async fn refused(
+    lb: &str,
+    admin: &str,
+    method: Method,
+    path: &str,
+    body: &str,
+    expected: &str,
+) {
     let before = call(lb, Method::GET, "/rep", "").await;
+    let version_before = call(admin, Method::GET, "/config", "").await;
     let reply = call(lb, method.clone(), path, body).await;
     assert_json(&reply, 400, &failure(expected));
     let after = call(lb, Method::GET, "/rep", "").await;
@@ -43,6 +53,12 @@ pub async fn refused(lb: &str, method: Method, path: &str, body: &str, expected:
         before.text(),
         after.text(),
         "{method} {path} {body} changed the set"
+    );
+    let version_after = call(admin, Method::GET, "/config", "").await;
+    assert_eq!(
+        version_before.text(),
+        version_after.text(),
+        "{method} {path} {body} published a ring version"
     );
 }
 
@@ -181,10 +197,11 @@ pub async fn replica_set_scenario(lb: &str, admin: &str) {
 
 /// Every `/add` error of SPEC.md on each of `addrs`, for a control plane
 /// started with `--max-replicas 20` and three replicas.
-pub async fn add_errors(addrs: &[&str]) {
+pub async fn add_errors(addrs: &[&str], admin: &str) {
     for &lb in addrs {
         refused(
             lb,
+            admin,
             Method::POST,
             "/add",
             r#"{"n": 1, "hostnames": ["S5", "S4"]}"#,
@@ -193,6 +210,7 @@ pub async fn add_errors(addrs: &[&str]) {
         .await;
         refused(
             lb,
+            admin,
             Method::POST,
             "/add",
             r#"{"n": 2, "hostnames": "#,
@@ -201,15 +219,17 @@ pub async fn add_errors(addrs: &[&str]) {
         .await;
         refused(
             lb,
+            admin,
             Method::POST,
             "/add",
             r#"{"hostnames": ["S5"]}"#,
             "Missing field 'n'",
         )
         .await;
-        refused(lb, Method::POST, "/add", "", "Missing field 'n'").await;
+        refused(lb, admin, Method::POST, "/add", "", "Missing field 'n'").await;
         refused(
             lb,
+            admin,
             Method::POST,
             "/add",
             r#"[1, 2]"#,
@@ -218,6 +238,7 @@ pub async fn add_errors(addrs: &[&str]) {
         .await;
         refused(
             lb,
+            admin,
             Method::POST,
             "/add",
             r#"{"n": "2"}"#,
@@ -226,6 +247,7 @@ pub async fn add_errors(addrs: &[&str]) {
         .await;
         refused(
             lb,
+            admin,
             Method::POST,
             "/add",
             r#"{"n": 1.5}"#,
@@ -234,6 +256,7 @@ pub async fn add_errors(addrs: &[&str]) {
         .await;
         refused(
             lb,
+            admin,
             Method::POST,
             "/add",
             r#"{"n": -1}"#,
@@ -242,6 +265,7 @@ pub async fn add_errors(addrs: &[&str]) {
         .await;
         refused(
             lb,
+            admin,
             Method::POST,
             "/add",
             r#"{"n": 0}"#,
@@ -250,6 +274,7 @@ pub async fn add_errors(addrs: &[&str]) {
         .await;
         refused(
             lb,
+            admin,
             Method::POST,
             "/add",
             r#"{"n": 1000000}"#,
@@ -258,6 +283,7 @@ pub async fn add_errors(addrs: &[&str]) {
         .await;
         refused(
             lb,
+            admin,
             Method::POST,
             "/add",
             r#"{"n": 18}"#,
@@ -266,6 +292,7 @@ pub async fn add_errors(addrs: &[&str]) {
         .await;
         refused(
             lb,
+            admin,
             Method::POST,
             "/add",
             r#"{"n": 1, "hostnames": ["server-2"]}"#,
@@ -274,15 +301,17 @@ pub async fn add_errors(addrs: &[&str]) {
         .await;
         refused(
             lb,
+            admin,
             Method::POST,
             "/add",
             r#"{"n": 2, "hostnames": ["S7", "S7"]}"#,
             "Hostname 'S7' appears more than once in 'hostnames'",
         )
         .await;
-        refused(lb, Method::POST, "/add", r#"{"n": 1, "hostnames": ["bad name"]}"#, "Invalid hostname 'bad name': a name is 1 to 63 characters of [a-zA-Z0-9_.-] starting with a letter or digit").await;
+        refused(lb, admin, Method::POST, "/add", r#"{"n": 1, "hostnames": ["bad name"]}"#, "Invalid hostname 'bad name': a name is 1 to 63 characters of [a-zA-Z0-9_.-] starting with a letter or digit").await;
         refused(
             lb,
+            admin,
             Method::POST,
             "/add",
             r#"{"n": 1, "hostnames": [7]}"#,
@@ -294,10 +323,11 @@ pub async fn add_errors(addrs: &[&str]) {
 
 /// Every `/rm` error of SPEC.md on each of `addrs` (three replicas,
 /// `--max-replicas` = `max`).
-pub async fn rm_errors(addrs: &[&str], max: u64) {
+pub async fn rm_errors(addrs: &[&str], admin: &str, max: u64) {
     for &lb in addrs {
         refused(
             lb,
+            admin,
             Method::DELETE,
             "/rm",
             r#"{"n": 1, "hostnames": ["server-1", "server-2"]}"#,
@@ -306,6 +336,7 @@ pub async fn rm_errors(addrs: &[&str], max: u64) {
         .await;
         refused(
             lb,
+            admin,
             Method::DELETE,
             "/rm",
             r#"{"n": 4}"#,
@@ -314,6 +345,7 @@ pub async fn rm_errors(addrs: &[&str], max: u64) {
         .await;
         refused(
             lb,
+            admin,
             Method::DELETE,
             "/rm",
             r#"{"n": 1, "hostnames": ["S9"]}"#,
@@ -322,6 +354,7 @@ pub async fn rm_errors(addrs: &[&str], max: u64) {
         .await;
         refused(
             lb,
+            admin,
             Method::DELETE,
             "/rm",
             r#"{"n": 2, "hostnames": ["server-1", "server-1"]}"#,
@@ -330,6 +363,7 @@ pub async fn rm_errors(addrs: &[&str], max: u64) {
         .await;
         refused(
             lb,
+            admin,
             Method::POST,
             "/rm",
             r#"{"n": }"#,
@@ -338,6 +372,7 @@ pub async fn rm_errors(addrs: &[&str], max: u64) {
         .await;
         refused(
             lb,
+            admin,
             Method::DELETE,
             "/rm",
             r#"{"n": -2}"#,
