@@ -22,7 +22,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import HERE, Procs, free_port, http, log, wait_http  # noqa: E402
+from run import Procs, free_port, http, log, wait_http, write_section  # noqa: E402
 
 
 def percentile(values, p):
@@ -92,7 +92,6 @@ def run(args, procs):
 
 def write(args, r):
     lines = [
-        "<!-- bench:propagation:start -->",
         f"Measured {datetime.date.today().isoformat()} with `make bench` (`bench/propagation.py --samples {args.samples} "
         f"--data-planes {args.data_planes}`): {r['samples']} ring changes (`PUT /config`, alternating K), each timed "
         f"from the request to the answer, which the control plane sends only after all {r['data_planes']} data planes "
@@ -101,20 +100,8 @@ def write(args, r):
         "| data planes | samples | p50 | p99 | max |",
         "|---:|---:|---:|---:|---:|",
         f"| {r['data_planes']} | {r['samples']} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r['max_ms']:.2f} ms |",
-        "<!-- bench:propagation:end -->",
     ]
-    path = os.path.join(HERE, "RESULTS.md")
-    with open(path) as f:
-        text = f.read()
-    start, end = "<!-- bench:propagation:start -->", "<!-- bench:propagation:end -->"
-    block = "\n".join(lines)
-    if start in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text += "\n## Ring propagation\n\n" + block + "\n"
-    with open(path, "w") as f:
-        f.write(text)
-    log(f"wrote {path}")
+    write_section("propagation", "Ring propagation", lines)
 
 
 if __name__ == "__main__":

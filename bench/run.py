@@ -264,13 +264,29 @@ def run(args, tmp, procs):
     return {"runs": runs, "summary": summary, "memory": memory}
 
 
+def write_section(name, heading, lines):
+    """Replace the block between `<!-- bench:NAME:start/end -->` in
+    RESULTS.md with `lines` (appended under `## heading` the first time)."""
+    path = os.path.join(HERE, "RESULTS.md")
+    with open(path) as f:
+        text = f.read()
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+    block = "\n".join([start] + lines + [end])
+    if start in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text += f"\n## {heading}\n\n{block}\n"
+    with open(path, "w") as f:
+        f.write(text)
+    log(f"wrote {path} ({name})")
+
+
 def write_results(args, results):
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "proxies.json"), "w") as f:
         json.dump(results, f, indent=2)
     s, mem = results["summary"], results["memory"]
     lines = [
-        "<!-- bench:proxies:start -->",
         f"Measured {datetime.date.today().isoformat()} with `make bench` "
         f"(`bench/run.py --duration {args.duration} --rounds {args.rounds} --connections {args.connections} "
         f"--workers {args.workers}`): each proxy pinned to core 0 (`taskset -c 0`), wrk (`-t2 -c{args.connections}`) "
@@ -291,20 +307,8 @@ def write_results(args, results):
         "",
         f"Data plane memory (VmRSS): {mem['idle_rss_kb'] / 1024:.1f} MB idle, "
         f"{mem['rss_1000_connections_kb'] / 1024:.1f} MB holding 1,000 open client connections.",
-        "<!-- bench:proxies:end -->",
     ]
-    path = os.path.join(HERE, "RESULTS.md")
-    with open(path) as f:
-        text = f.read()
-    start, end = "<!-- bench:proxies:start -->", "<!-- bench:proxies:end -->"
-    block = "\n".join(lines)
-    if start in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text += "\n## Proxies side by side\n\n" + block + "\n"
-    with open(path, "w") as f:
-        f.write(text)
-    log(f"wrote {path}")
+    write_section("proxies", "Proxies side by side", lines)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ use ringlb_proto::v1::control_plane_client::ControlPlaneClient;
 use ringlb_ring::{Ring, RingConfig};
 use ringlb_testkit::load::Load;
 use ringlb_testkit::{
-    System, alive, children_of, get, replica_names, replica_pid, request, signal, start_data_plane,
-    wait_routed,
+    System, alive, assert_routes_like, children_of, get, replica_names, replica_pid, request,
+    signal, start_data_plane, wait_routed,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,24 +105,9 @@ async fn twenty_seconds_of_kills_adds_and_removes_lose_no_get() {
     unique.dedup();
     assert_eq!(unique.len(), ids.len(), "ids unique");
     let ring = Ring::build(&RingConfig::default(), &ids).expect("ring");
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     for lb in &planes {
-        for id in (300_000u64..300_100).step_by(9) {
-            let reply = request(
-                lb,
-                Method::GET,
-                "/home",
-                "",
-                &[("x-request-id", &id.to_string())],
-            )
-            .await
-            .expect("answer");
-            let expected = &names[ring.lookup(id).expect("owner")];
-            assert!(
-                reply.text().contains(&format!("Server: {expected}\"")),
-                "{lb} id {id}: {}",
-                reply.text()
-            );
-        }
+        assert_routes_like(lb, &ring, &name_refs, (300_000u64..300_100).step_by(9)).await;
     }
 
     // No orphans: every replica process goes with the control plane.

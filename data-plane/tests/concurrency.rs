@@ -8,7 +8,7 @@ use http::Method;
 use ringlb_proto::v1;
 use ringlb_proto::v1::control_plane_client::ControlPlaneClient;
 use ringlb_ring::{Ring, RingConfig};
-use ringlb_testkit::{System, get, replica_names, request, start_data_plane};
+use ringlb_testkit::{System, assert_routes_like, get, replica_names, request, start_data_plane};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_adds_and_removes_leave_a_consistent_cluster() {
@@ -88,25 +88,8 @@ async fn racing_adds_and_removes_leave_a_consistent_cluster() {
     // Ring = membership, on every data plane: each routes request ids
     // exactly as a ring built from the listed ids says.
     let ring = Ring::build(&RingConfig::default(), &ids).expect("ring");
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     for lb in &planes {
-        for id in (100_000u64..100_200).step_by(7) {
-            let expected = &names[ring.lookup(id).expect("owner")];
-            let reply = request(
-                lb,
-                Method::GET,
-                "/home",
-                "",
-                &[("x-request-id", &id.to_string())],
-            )
-            .await
-            .expect("answer");
-            assert_eq!(
-                reply.text(),
-                format!(
-                    r#"{{"message": "Hello from Server: {expected}", "status": "successful"}}"#
-                ),
-                "data plane {lb}, id {id}"
-            );
-        }
+        assert_routes_like(lb, &ring, &names, (100_000u64..100_200).step_by(7)).await;
     }
 }

@@ -6,36 +6,7 @@ use std::sync::Arc;
 
 use http::Method;
 use ringlb_ring::{HashFn, Ring, RingConfig};
-use ringlb_testkit::{Pool, System, request};
-
-/// The replica name in a `/home` body.
-fn served_by(body: &str) -> String {
-    let value: serde_json::Value =
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
-    value["message"]
-        .as_str()
-        .and_then(|m| m.strip_prefix("Hello from Server: "))
-        .unwrap_or_else(|| panic!("not a /home body: {body}"))
-        .to_owned()
-}
-
-async fn home_with_id(lb: &str, id: u64) -> String {
-    let id = id.to_string();
-    let reply = request(lb, Method::GET, "/home", "", &[("X-Request-ID", &id)])
-        .await
-        .expect("GET /home");
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    served_by(&reply.text())
-}
-
-/// Every request id in `ids` goes where `ring` (built over `names`' ids
-/// 1..=N) says.
-async fn assert_routes_like(lb: &str, ring: &Ring, names: &[&str], ids: impl Iterator<Item = u64>) {
-    for id in ids {
-        let expected = names[ring.lookup(id).expect("non-empty ring")];
-        assert_eq!(home_with_id(lb, id).await, expected, "X-Request-ID {id}");
-    }
-}
+use ringlb_testkit::{Pool, System, assert_routes_like, request, served_by};
 
 #[tokio::test]
 async fn ten_thousand_requests_land_in_the_rings_proportions() {

@@ -349,23 +349,7 @@ async fn docker_mode_end_to_end() {
     let names: Vec<&str> = set.replicas.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names.len(), final_names.len());
     let ring = ringlb_ring::Ring::build(&ringlb_ring::RingConfig::default(), &ids).expect("ring");
-    for id in (400_000u64..400_060).step_by(7) {
-        let reply = ringlb_testkit::request(
-            &lb,
-            http::Method::GET,
-            "/home",
-            "",
-            &[("x-request-id", &id.to_string())],
-        )
-        .await
-        .expect("answer");
-        let expected = names[ring.lookup(id).expect("owner")];
-        assert!(
-            reply.text().contains(&format!("Server: {expected}\"")),
-            "id {id}: {}",
-            reply.text()
-        );
-    }
+    ringlb_testkit::assert_routes_like(&lb, &ring, &names, (400_000u64..400_060).step_by(7)).await;
 
     // `make down` leaves no container and no network of ours.
     drop(system);

@@ -198,187 +198,122 @@ pub async fn replica_set_scenario(lb: &str, admin: &str) {
 /// Every `/add` error of SPEC.md on each of `addrs`, for a control plane
 /// started with `--max-replicas 20` and three replicas.
 pub async fn add_errors(addrs: &[&str], admin: &str) {
-    for &lb in addrs {
-        refused(
-            lb,
-            admin,
+    let cases: &[(Method, &str, &str)] = &[
+        (
             Method::POST,
-            "/add",
             r#"{"n": 1, "hostnames": ["S5", "S4"]}"#,
             "Length of hostname list is more than newly added instances",
-        )
-        .await;
-        refused(
-            lb,
-            admin,
+        ),
+        (
             Method::POST,
-            "/add",
             r#"{"n": 2, "hostnames": "#,
             "Malformed JSON body: EOF while parsing a value at line 1 column 22",
-        )
-        .await;
-        refused(
-            lb,
-            admin,
+        ),
+        (
             Method::POST,
-            "/add",
             r#"{"hostnames": ["S5"]}"#,
             "Missing field 'n'",
-        )
-        .await;
-        refused(lb, admin, Method::POST, "/add", "", "Missing field 'n'").await;
-        refused(
-            lb,
-            admin,
+        ),
+        (Method::POST, "", "Missing field 'n'"),
+        (
             Method::POST,
-            "/add",
             r#"[1, 2]"#,
             "Request body must be a JSON object",
-        )
-        .await;
-        refused(
-            lb,
-            admin,
+        ),
+        (
             Method::POST,
-            "/add",
             r#"{"n": "2"}"#,
             r#"Field 'n' must be an integer between 1 and 20, got \"2\""#,
-        )
-        .await;
-        refused(
-            lb,
-            admin,
+        ),
+        (
             Method::POST,
-            "/add",
             r#"{"n": 1.5}"#,
             "Field 'n' must be an integer between 1 and 20, got 1.5",
-        )
-        .await;
-        refused(
-            lb,
-            admin,
+        ),
+        (
             Method::POST,
-            "/add",
             r#"{"n": -1}"#,
             "Field 'n' must be an integer between 1 and 20, got -1",
-        )
-        .await;
-        refused(
-            lb,
-            admin,
+        ),
+        (
             Method::POST,
-            "/add",
             r#"{"n": 0}"#,
             "Field 'n' must be an integer between 1 and 20, got 0",
-        )
-        .await;
-        refused(
-            lb,
-            admin,
+        ),
+        (
             Method::POST,
-            "/add",
             r#"{"n": 1000000}"#,
             "Field 'n' must be an integer between 1 and 20, got 1000000",
-        )
-        .await;
-        refused(
-            lb,
-            admin,
+        ),
+        (
             Method::POST,
-            "/add",
             r#"{"n": 18}"#,
             "Adding 18 replicas would make 21, more than the maximum of 20",
-        )
-        .await;
-        refused(
-            lb,
-            admin,
+        ),
+        (
             Method::POST,
-            "/add",
             r#"{"n": 1, "hostnames": ["server-2"]}"#,
             "Hostname 'server-2' already exists",
-        )
-        .await;
-        refused(
-            lb,
-            admin,
+        ),
+        (
             Method::POST,
-            "/add",
             r#"{"n": 2, "hostnames": ["S7", "S7"]}"#,
             "Hostname 'S7' appears more than once in 'hostnames'",
-        )
-        .await;
-        refused(lb, admin, Method::POST, "/add", r#"{"n": 1, "hostnames": ["bad name"]}"#, "Invalid hostname 'bad name': a name is 1 to 63 characters of [a-zA-Z0-9_.-] starting with a letter or digit").await;
-        refused(
-            lb,
-            admin,
+        ),
+        (
             Method::POST,
-            "/add",
+            r#"{"n": 1, "hostnames": ["bad name"]}"#,
+            "Invalid hostname 'bad name': a name is 1 to 63 characters of [a-zA-Z0-9_.-] starting with a letter or digit",
+        ),
+        (
+            Method::POST,
             r#"{"n": 1, "hostnames": [7]}"#,
             "Field 'hostnames' must be a list of strings, got 7",
-        )
-        .await;
+        ),
+    ];
+    for &lb in addrs {
+        for (method, body, expected) in cases {
+            refused(lb, admin, method.clone(), "/add", body, expected).await;
+        }
     }
 }
 
 /// Every `/rm` error of SPEC.md on each of `addrs` (three replicas,
 /// `--max-replicas` = `max`).
 pub async fn rm_errors(addrs: &[&str], admin: &str, max: u64) {
-    for &lb in addrs {
-        refused(
-            lb,
-            admin,
+    let bad_n = format!("Field 'n' must be an integer between 1 and {max}, got -2");
+    let cases: &[(Method, &str, &str)] = &[
+        (
             Method::DELETE,
-            "/rm",
             r#"{"n": 1, "hostnames": ["server-1", "server-2"]}"#,
             "Length of hostname list is more than removable instances",
-        )
-        .await;
-        refused(
-            lb,
-            admin,
+        ),
+        (
             Method::DELETE,
-            "/rm",
             r#"{"n": 4}"#,
             "Cannot remove 4 replicas: only 3 exist",
-        )
-        .await;
-        refused(
-            lb,
-            admin,
+        ),
+        (
             Method::DELETE,
-            "/rm",
             r#"{"n": 1, "hostnames": ["S9"]}"#,
             "Hostname 'S9' is not a replica",
-        )
-        .await;
-        refused(
-            lb,
-            admin,
+        ),
+        (
             Method::DELETE,
-            "/rm",
             r#"{"n": 2, "hostnames": ["server-1", "server-1"]}"#,
             "Hostname 'server-1' appears more than once in 'hostnames'",
-        )
-        .await;
-        refused(
-            lb,
-            admin,
+        ),
+        (
             Method::POST,
-            "/rm",
             r#"{"n": }"#,
             "Malformed JSON body: expected value at line 1 column 7",
-        )
-        .await;
-        refused(
-            lb,
-            admin,
-            Method::DELETE,
-            "/rm",
-            r#"{"n": -2}"#,
-            &format!("Field 'n' must be an integer between 1 and {max}, got -2"),
-        )
-        .await;
+        ),
+        (Method::DELETE, r#"{"n": -2}"#, &bad_n),
+    ];
+    for &lb in addrs {
+        for (method, body, expected) in cases {
+            refused(lb, admin, method.clone(), "/rm", body, expected).await;
+        }
     }
 }
 

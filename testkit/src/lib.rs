@@ -468,3 +468,43 @@ pub fn replica_names(reply: &Reply) -> Vec<String> {
         .map(|v| v.as_str().expect("names are strings").to_owned())
         .collect()
 }
+
+/// The replica name in a `/home` body.
+pub fn served_by(body: &str) -> String {
+    let value: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    value["message"]
+        .as_str()
+        .and_then(|m| m.strip_prefix("Hello from Server: "))
+        .unwrap_or_else(|| panic!("not a /home body: {body}"))
+        .to_owned()
+}
+
+/// `GET /home` with `X-Request-ID: id`; the replica that answered.
+pub async fn home_with_id(lb: &str, id: u64) -> String {
+    let id = id.to_string();
+    let reply = request(lb, Method::GET, "/home", "", &[("X-Request-ID", &id)])
+        .await
+        .expect("GET /home");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    served_by(&reply.text())
+}
+
+/// Every request id in `ids` goes where `ring` says, `names[i]` being the
+/// replica of the ring's member `i`: proof that the data plane at `lb` and
+/// the ring crate agree.
+pub async fn assert_routes_like(
+    lb: &str,
+    ring: &ringlb_ring::Ring,
+    names: &[&str],
+    ids: impl Iterator<Item = u64>,
+) {
+    for id in ids {
+        let expected = names[ring.lookup(id).expect("non-empty ring")];
+        assert_eq!(
+            home_with_id(lb, id).await,
+            expected,
+            "{lb}, X-Request-ID {id}"
+        );
+    }
+}
