@@ -177,7 +177,6 @@ pub struct Band {
     pub mean: Vec<f64>,
     pub min: Vec<f64>,
     pub max: Vec<f64>,
-    pub total: f64,
 }
 
 impl Chart for Band {
@@ -242,7 +241,6 @@ impl Chart for Band {
             )
             .map_err(err)?;
         legend(&mut chart)?;
-        let _ = self.total;
         Ok(())
     }
 }

@@ -41,7 +41,6 @@ fn a2_chart(runs: &[Distribution], title: &str) -> Band {
         mean: runs.iter().map(|d| d.spread.mean).collect(),
         min: runs.iter().map(|d| d.spread.min as f64).collect(),
         max: runs.iter().map(|d| d.spread.max as f64).collect(),
-        total: runs.first().map_or(0.0, |d| d.spread.total as f64),
     }
 }
 

@@ -111,7 +111,7 @@ pub async fn run_checker(manager: Arc<Manager>, settings: CheckerSettings) {
                 }
             }
         }
-        if manager.deficit().await > 0 {
+        if manager.deficit() > 0 {
             let manager = manager.clone();
             tokio::spawn(async move { manager.heal().await });
         }

@@ -265,10 +265,15 @@ impl Manager {
         self.heal().await;
     }
 
-    /// How many replicas are missing from N.
-    pub async fn deficit(&self) -> usize {
-        let desired = *self.desired.lock().await;
-        desired.saturating_sub(self.current().replicas.len())
+    /// How many replicas are missing from N. Never waits: while a change is
+    /// under way (the operation lock is held) it answers 0, and the next
+    /// heartbeat round asks again, so heartbeats never stall behind a slow
+    /// `/add`.
+    pub fn deficit(&self) -> usize {
+        match self.desired.try_lock() {
+            Ok(desired) => desired.saturating_sub(self.current().replicas.len()),
+            Err(_) => 0,
+        }
     }
 
     /// Start replicas under new names until N replicas run again. A failed
