@@ -86,6 +86,9 @@ pub struct Limits {
     /// Time a replica gets to answer with a response head (504 beyond,
     /// after failover for idempotent requests).
     pub upstream_timeout: Duration,
+    /// Time a new connection to a replica gets to be established (then the
+    /// next replica is tried: nothing was sent).
+    pub upstream_connect_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -96,6 +99,7 @@ impl Default for Limits {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
+            upstream_connect_timeout: upstream::DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }
@@ -176,13 +180,13 @@ impl DataPlaneBuilder {
             subscriber,
             table: table.clone(),
             stats: stats.clone(),
-            pools: Arc::new(Pools::default()),
+            pools: Arc::new(Pools::new(self.limits.upstream_connect_timeout)),
             applied,
         };
         Ok(DataPlane {
             shared: Arc::new(Shared {
                 table,
-                admin: UpstreamPool::new(admin),
+                admin: UpstreamPool::new(admin, self.limits.upstream_connect_timeout),
                 limits: self.limits,
                 stats,
             }),

@@ -68,6 +68,11 @@ struct Args {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     upstream_timeout: std::time::Duration,
 
+    /// How long a new connection to a replica may take to establish; then
+    /// the next replica on the ring is tried.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    upstream_connect_timeout: std::time::Duration,
+
     /// Runtime worker threads (default: one per core). With 1, a
     /// single-threaded runtime is used: no work stealing, no cross-thread
     /// wake-ups (the fastest choice for a data plane pinned to one core).
@@ -109,6 +114,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             max_header_bytes: args.max_header_bytes,
             max_connections: args.max_connections,
             upstream_timeout: args.upstream_timeout,
+            upstream_connect_timeout: args.upstream_connect_timeout,
         });
     if let Some(id) = args.subscriber_id {
         builder = builder.subscriber_id(id);

@@ -24,8 +24,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 
-/// How long establishing a connection may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long establishing a connection may take, by default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Idle connections kept per upstream.
 pub const MAX_IDLE: usize = 1024;
 
@@ -65,13 +65,17 @@ impl UpstreamError {
 #[derive(Debug)]
 pub struct UpstreamPool {
     authority: Authority,
+    connect_timeout: Duration,
     idle: Mutex<Vec<Sender>>,
 }
 
 impl UpstreamPool {
-    pub fn new(authority: Authority) -> Arc<UpstreamPool> {
+    /// A pool for `authority`; a new connection that takes longer than
+    /// `connect_timeout` to establish fails (and is safe to retry elsewhere).
+    pub fn new(authority: Authority, connect_timeout: Duration) -> Arc<UpstreamPool> {
         Arc::new(UpstreamPool {
             authority,
+            connect_timeout,
             idle: Mutex::new(Vec::new()),
         })
     }
@@ -111,12 +115,13 @@ impl UpstreamPool {
             authority: self.authority.clone(),
             reason,
         };
+        let within = self.connect_timeout;
         let stream = tokio::time::timeout(
-            CONNECT_TIMEOUT,
+            within,
             tokio::net::TcpStream::connect(self.authority.as_str()),
         )
         .await
-        .map_err(|_| fail(format!("no connection within {CONNECT_TIMEOUT:?}")))?
+        .map_err(|_| fail(format!("no connection within {within:?}")))?
         .map_err(|e| fail(e.to_string()))?;
         let _ = stream.set_nodelay(true);
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
@@ -238,17 +243,25 @@ impl Body for PooledBody {
 
 /// The pools of every upstream the routing table knows, kept across ring
 /// versions so that connections survive a membership change.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pools {
     by_authority: dashmap::DashMap<Authority, Arc<UpstreamPool>>,
+    connect_timeout: Duration,
 }
 
 impl Pools {
+    pub fn new(connect_timeout: Duration) -> Pools {
+        Pools {
+            by_authority: dashmap::DashMap::new(),
+            connect_timeout,
+        }
+    }
+
     /// The pool of `authority`, created on first use.
     pub fn get(&self, authority: &Authority) -> Arc<UpstreamPool> {
         self.by_authority
             .entry(authority.clone())
-            .or_insert_with(|| UpstreamPool::new(authority.clone()))
+            .or_insert_with(|| UpstreamPool::new(authority.clone(), self.connect_timeout))
             .clone()
     }
 
