@@ -351,6 +351,43 @@ async fn docker_mode_end_to_end() {
     let ring = ringlb_ring::Ring::build(&ringlb_ring::RingConfig::default(), &ids).expect("ring");
     ringlb_testkit::assert_routes_like(&lb, &ring, &names, (400_000u64..400_060).step_by(7)).await;
 
+    // The analysis drives the Docker system too (`--target`), killing a
+    // container for A-3.
+    let report =
+        std::env::temp_dir().join(format!("ringlb-docker-analysis-{}", std::process::id()));
+    let analysis = Command::new(ringlb_testkit::bin("analysis"))
+        .args([
+            "--target",
+            &format!("http://{lb}"),
+            "--admin",
+            &admin,
+            "--kill",
+            "docker",
+        ])
+        .args([
+            "--requests",
+            "300",
+            "--concurrency",
+            "20",
+            "--n-max",
+            "3",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&report)
+        .status()
+        .expect("analysis runs");
+    assert!(
+        analysis.success(),
+        "analysis --target against Docker failed: {analysis}"
+    );
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("results.json")).expect("results"))
+            .expect("json");
+    assert_eq!(results["recovery"]["how"], "docker kill");
+    assert_eq!(results["recovery"]["failed"], 0, "{}", results["recovery"]);
+    let _ = std::fs::remove_dir_all(&report);
+
     // `make down` leaves no container and no network of ours.
     drop(system);
     assert!(
