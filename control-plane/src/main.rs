@@ -31,6 +31,10 @@ struct Args {
     #[arg(long, env = "RINGLB_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
     grpc_listen: SocketAddr,
 
+    /// Address of the Prometheus /metrics endpoint; off unless given.
+    #[arg(long, env = "RINGLB_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+
     /// Where replicas run: `process` (child processes on loopback) or
     /// `docker` (containers through the Docker Engine API).
     #[arg(long, env = "RINGLB_BACKEND", default_value = "process", value_parser = ["process", "docker"])]
@@ -121,7 +125,7 @@ struct Args {
     #[arg(long, env = "RINGLB_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
 
-    /// Print `ready http=<addr> grpc=<addr>` on stdout once serving (for
+    /// Print `ready http=<addr> grpc=<addr> [metrics=<addr>]` on stdout once serving (for
     /// scripts and tests that bind port 0).
     #[arg(long)]
     announce: bool,
@@ -184,13 +188,35 @@ async fn main() -> anyhow::Result<()> {
     let grpc = tokio::net::TcpListener::bind(args.grpc_listen)
         .await
         .with_context(|| format!("cannot listen on {} (gRPC)", args.grpc_listen))?;
+    let metrics_addr = match args.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (metrics)"))?;
+            let local = listener.local_addr()?;
+            let source = manager.clone();
+            let render: ringlb_rt::Render = Arc::new(move || source.render_metrics());
+            tokio::spawn(ringlb_rt::serve_metrics(
+                listener,
+                render,
+                std::future::pending(),
+            ));
+            Some(local)
+        }
+        None => None,
+    };
     let http_addr = http.local_addr()?;
     let grpc_addr = grpc.local_addr()?;
     let announce = args.announce;
     let ready = move || {
         tracing::info!(http = %http_addr, grpc = %grpc_addr, "control plane serving");
         if announce {
-            println!("ready http={http_addr} grpc={grpc_addr}");
+            match metrics_addr {
+                Some(metrics) => {
+                    println!("ready http={http_addr} grpc={grpc_addr} metrics={metrics}")
+                }
+                None => println!("ready http={http_addr} grpc={grpc_addr}"),
+            }
         }
     };
     let options = Options {

@@ -56,6 +56,9 @@ pub struct Manager {
     subscribers: Arc<Subscribers>,
     next_id: AtomicU64,
     healing: AtomicBool,
+    /// Replicas started (boot, `/add`, replacements) and replicas that failed.
+    started: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl Manager {
@@ -73,6 +76,8 @@ impl Manager {
             subscribers: Arc::new(Subscribers::default()),
             next_id: AtomicU64::new(1),
             healing: AtomicBool::new(false),
+            started: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
             settings,
         }
     }
@@ -251,6 +256,7 @@ impl Manager {
                 return; // already removed or replaced
             }
             tracing::warn!(%name, id, %reason, "replica failed; taking it off the ring");
+            self.failed.fetch_add(1, Ordering::Relaxed);
             let remaining = current
                 .replicas
                 .iter()
@@ -346,7 +352,47 @@ impl Manager {
             return Err(ManagerError::NotHealthy { name, within });
         }
         tracing::info!(%name, id, %address, "replica started");
+        self.started.fetch_add(1, Ordering::Relaxed);
         Ok(Replica { id, name, address })
+    }
+
+    /// Prometheus text: ring version, replicas, data planes, lifecycle counters.
+    pub fn render_metrics(&self) -> String {
+        let state = self.current();
+        let gauge = |name: &str, help: &str, value: u64| {
+            format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n")
+        };
+        let counter = |name: &str, help: &str, value: u64| {
+            format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n")
+        };
+        [
+            gauge(
+                "ringlb_ring_version",
+                "Ring version published.",
+                state.version,
+            ),
+            gauge(
+                "ringlb_replicas",
+                "Replicas on the ring.",
+                state.replicas.len() as u64,
+            ),
+            gauge(
+                "ringlb_data_planes",
+                "Data planes watching the ring.",
+                self.subscribers.len() as u64,
+            ),
+            counter(
+                "ringlb_replicas_started_total",
+                "Replicas started (boot, /add, replacements).",
+                self.started.load(Ordering::Relaxed),
+            ),
+            counter(
+                "ringlb_replicas_failed_total",
+                "Replicas that died or stopped answering heartbeats.",
+                self.failed.load(Ordering::Relaxed),
+            ),
+        ]
+        .concat()
     }
 
     fn publish(&self, next: RingState) -> SharedState {

@@ -1,6 +1,7 @@
 //! `data-plane`: the consistent-hashing HTTP proxy on port 5000.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
@@ -131,9 +132,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {metrics} (metrics)"))?;
         tracing::info!(addr = %metrics.local_addr()?, "metrics serving");
-        tokio::spawn(ringlb_data_plane::serve_metrics(
+        let stats = data_plane.stats();
+        let render: ringlb_rt::Render = Arc::new(move || stats.render());
+        tokio::spawn(ringlb_rt::serve_metrics(
             metrics,
-            data_plane.stats(),
+            render,
             std::future::pending(),
         ));
     }

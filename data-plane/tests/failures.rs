@@ -10,7 +10,7 @@ use ringlb_testkit::{
 
 #[tokio::test]
 async fn a_killed_replica_is_replaced_within_two_seconds_and_home_never_fails() {
-    let system = System::start(&[]).await;
+    let system = System::start(&["--metrics-listen", "127.0.0.1:0"]).await;
     let lb = system.lb().to_owned();
     let cp_pid = system.control_plane.proc.pid();
     let victim =
@@ -42,6 +42,25 @@ async fn a_killed_replica_is_replaced_within_two_seconds_and_home_never_fails() 
     assert!(ok > 100, "the load ran ({ok} ok)");
     assert_eq!(failed, 0, "/home failed {failed} times around the kill");
     assert!(!alive(victim));
+
+    // The control plane's metrics tell the story.
+    let metrics_addr = system
+        .control_plane
+        .metrics
+        .clone()
+        .expect("metrics announced");
+    let metrics = get(&metrics_addr, "/metrics").await.text();
+    for line in [
+        "ringlb_replicas 3",
+        "ringlb_replicas_started_total 4",
+        "ringlb_replicas_failed_total 1",
+        "ringlb_data_planes 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in:\n{metrics}"
+        );
+    }
     eprintln!("replaced in {healed_in:?}; {ok} requests, none failed");
 }
 

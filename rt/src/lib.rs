@@ -1,6 +1,9 @@
 //! Process plumbing shared by ringlb's binaries.
 #![forbid(unsafe_code)]
 
+mod metrics;
+
+pub use metrics::{Render, serve_metrics};
 use tracing_subscriber::EnvFilter;
 
 /// Log to stderr; `RUST_LOG` overrides `default_filter` (e.g. `"info"`).

@@ -313,6 +313,8 @@ pub struct ControlPlane {
     pub http: String,
     /// gRPC address (`host:port`).
     pub grpc: String,
+    /// The /metrics address, when started with `--metrics-listen`.
+    pub metrics: Option<String>,
 }
 
 /// Start `control-plane` on free loopback ports; `args` are extra flags.
@@ -338,9 +340,14 @@ pub fn start_control_plane_on(http: &str, grpc: &str, args: &[&str]) -> ControlP
             .unwrap_or_else(|| panic!("no {key} in '{line}'"))
             .to_owned()
     };
+    let metrics = line
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("metrics="))
+        .map(str::to_owned);
     ControlPlane {
         http: field("http="),
         grpc: field("grpc="),
+        metrics,
         proc,
     }
 }
