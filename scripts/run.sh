@@ -9,6 +9,7 @@ DATA_PLANE_LISTEN=${DATA_PLANE_LISTEN:-0.0.0.0:5000}
 CONTROL_HTTP=${CONTROL_HTTP:-127.0.0.1:5100}
 CONTROL_GRPC=${CONTROL_GRPC:-127.0.0.1:50051}
 METRICS=${METRICS:-127.0.0.1:9100}
+CONTROL_METRICS=${CONTROL_METRICS:-127.0.0.1:9101}
 REPLICAS=${REPLICAS:-3}
 
 bin=${1:?usage: run.sh <dir with the release binaries> (make run passes it)}
@@ -25,7 +26,7 @@ trap stop INT TERM EXIT
 
 ready=$(mktemp)
 "$bin/control-plane" --http-listen "$CONTROL_HTTP" --grpc-listen "$CONTROL_GRPC" \
-  --replicas "$REPLICAS" --replica-bin "$bin/replica" --announce >"$ready" &
+  --replicas "$REPLICAS" --replica-bin "$bin/replica" --metrics-listen "$CONTROL_METRICS" --announce >"$ready" &
 pids+=($!)
 for _ in $(seq 1 200); do
   grep -q '^ready' "$ready" && break
@@ -45,7 +46,7 @@ cat <<MSG
     data plane      http://localhost:$port        (load balancer)
     control plane   http://$CONTROL_HTTP          (HTTP admin: /rep /add /rm /config)
                     $CONTROL_GRPC                 (gRPC: grpcurl -plaintext $CONTROL_GRPC list)
-    metrics         http://$METRICS/metrics
+    metrics         http://$METRICS/metrics (data plane), http://$CONTROL_METRICS/metrics (control plane)
 
   try
     curl localhost:$port/home
