@@ -66,6 +66,15 @@ where
         .map_err(err)
 }
 
+/// The x range of a chart against N: the first to the last N, with a
+/// margin so the end points are not on the frame.
+fn n_axis(n: &[u32]) -> (f64, f64) {
+    (
+        f64::from(n.first().copied().unwrap_or(1)) - 0.3,
+        f64::from(n.last().copied().unwrap_or(1)) + 0.3,
+    )
+}
+
 fn color(i: usize) -> RGBColor {
     const COLORS: [RGBColor; 8] = [
         RGBColor(31, 119, 180),
@@ -181,10 +190,7 @@ pub struct Band {
 
 impl Chart for Band {
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        let (lo, hi) = (
-            f64::from(self.n.first().copied().unwrap_or(1)) - 0.3,
-            f64::from(self.n.last().copied().unwrap_or(1)) + 0.3,
-        );
+        let (lo, hi) = n_axis(&self.n);
         let top = self.max.iter().copied().fold(1.0, f64::max) * 1.12;
         let mut chart = ChartBuilder::on(area)
             .caption(&self.title, (FONT, 20))
@@ -336,10 +342,7 @@ pub struct Lines {
 
 impl Chart for Lines {
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        let (lo, hi) = (
-            f64::from(self.n.first().copied().unwrap_or(1)) - 0.3,
-            f64::from(self.n.last().copied().unwrap_or(1)) + 0.3,
-        );
+        let (lo, hi) = n_axis(&self.n);
         let top = self
             .series
             .iter()
