@@ -166,6 +166,9 @@ def main():
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     parser.add_argument("--workers", type=int, default=1, help="data-plane runtime workers (default 1: it is pinned to one core)")
     parser.add_argument("--smoke", action="store_true", help="1 round of 1 s, no RESULTS.md update")
+    parser.add_argument("--hold", action="store_true",
+                        help="start the replicas and the three proxies, print their ports and PIDs, and wait for "
+                             "Ctrl-C instead of measuring (for profiling one proxy by hand)")
     args = parser.parse_args()
     if args.smoke:
         args.duration, args.rounds = 1, 1
@@ -179,6 +182,8 @@ def main():
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
+    if results is None:
+        return
     if not args.smoke:
         write_results(args, results)
     print(json.dumps(results["summary"], indent=2))
@@ -226,6 +231,10 @@ def run(args, tmp, procs):
     wait_http(f"http://127.0.0.1:{nginx_port}/home")
     wait_http(f"http://127.0.0.1:{haproxy_port}/home")
 
+    if args.hold:
+        hold(args, admin, {"ringlb": (dp_port, dp.pid), "nginx": (nginx_port, nginx.pid),
+                           "haproxy": (haproxy_port, haproxy.pid)})
+        return None
     memory = {"idle_rss_kb": rss_kb(dp.pid)}
     targets = {
         "ringlb": (dp_port, lambda: [dp.pid]),
@@ -262,6 +271,18 @@ def run(args, tmp, procs):
                                         for k in ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_cores")}
             summary[workload][proxy]["errors"] = sum(r["errors"] for r in rs)
     return {"runs": runs, "summary": summary, "memory": memory}
+
+
+def hold(args, admin, proxies):
+    """Keep everything running until Ctrl-C; print what a profiler needs."""
+    for name, (port, pid) in proxies.items():
+        log(f"{name:>8}: http://127.0.0.1:{port}  pid {pid}")
+    log(f"control plane admin API: {admin}  (ring key source: PUT /config {{\"key_source\": \"path\"}})")
+    log("holding; Ctrl-C stops every process this script started")
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
 
 
 def write_section(name, heading, lines):

@@ -14,9 +14,20 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// The key of a request under `source`.
 #[inline]
 pub fn request_key(source: KeySource, parts: &Parts, client: IpAddr) -> u64 {
+    let request_id = match source {
+        KeySource::RequestId => parts.headers.get(REQUEST_ID).map(|v| v.as_bytes()),
+        _ => None,
+    };
+    key_of(source, parts.uri.path(), request_id, client)
+}
+
+/// The key of a request for `path` with the `X-Request-ID` value
+/// `request_id`, from `client`, under `source`.
+#[inline]
+pub fn key_of(source: KeySource, path: &str, request_id: Option<&[u8]>, client: IpAddr) -> u64 {
     match source {
-        KeySource::RequestId => match parts.headers.get(REQUEST_ID) {
-            Some(value) => id_of(value.as_bytes()),
+        KeySource::RequestId => match request_id {
+            Some(value) => id_of(value),
             None => fastrand::u64(RANDOM_IDS),
         },
         KeySource::Random => fastrand::u64(RANDOM_IDS),
@@ -24,7 +35,7 @@ pub fn request_key(source: KeySource, parts: &Parts, client: IpAddr) -> u64 {
             IpAddr::V4(v4) => key_of_bytes(&v4.octets()),
             IpAddr::V6(v6) => key_of_bytes(&v6.octets()),
         },
-        KeySource::Path => key_of_bytes(parts.uri.path().as_bytes()),
+        KeySource::Path => key_of_bytes(path.as_bytes()),
     }
 }
 

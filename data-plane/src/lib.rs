@@ -22,6 +22,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod h1;
 pub mod key;
 pub mod proxy;
 pub mod stats;
@@ -31,6 +32,7 @@ pub mod upstream;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +41,7 @@ use http::uri::Authority;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -63,12 +65,37 @@ pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long open connections get to finish after shutdown starts.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How client connections are served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// The data plane's own HTTP/1.1 forwarding engine ([`h1`]), which
+    /// hands hyper whatever it does not handle itself.
+    #[default]
+    Fast,
+    /// hyper for every connection (HTTP/1.1 and HTTP/2).
+    Hyper,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Engine, String> {
+        match s {
+            "fast" => Ok(Engine::Fast),
+            "hyper" => Ok(Engine::Hyper),
+            other => Err(format!("unknown engine '{other}' (expected fast or hyper)")),
+        }
+    }
+}
+
 /// State shared by every connection.
 pub struct Shared {
     pub(crate) table: Arc<ArcSwapOption<RouteTable>>,
     pub(crate) admin: Arc<UpstreamPool>,
     pub(crate) limits: Limits,
     pub(crate) stats: Arc<Stats>,
+    pub(crate) engine: Engine,
+    pub(crate) hyper: auto::Builder<TokioExecutor>,
 }
 
 /// What one client may cost: each limit ends only the offending request or
@@ -89,6 +116,9 @@ pub struct Limits {
     /// Time a new connection to a replica gets to be established (then the
     /// next replica is tried: nothing was sent).
     pub upstream_connect_timeout: Duration,
+    /// Time a client connection may stay idle between requests (fast
+    /// engine).
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -100,6 +130,7 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             upstream_connect_timeout: upstream::DEFAULT_CONNECT_TIMEOUT,
+            idle_timeout: h1::DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -124,6 +155,7 @@ pub struct DataPlaneBuilder {
     http: String,
     subscriber: Option<String>,
     limits: Limits,
+    engine: Engine,
 }
 
 impl DataPlaneBuilder {
@@ -150,6 +182,12 @@ impl DataPlaneBuilder {
     /// Per-client limits (see [`Limits`]).
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// How client connections are served (default: [`Engine::Fast`]).
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
         self
     }
 
@@ -189,6 +227,8 @@ impl DataPlaneBuilder {
                 admin: UpstreamPool::new(admin, self.limits.upstream_connect_timeout),
                 limits: self.limits,
                 stats,
+                engine: self.engine,
+                hyper: hyper_server(&self.limits),
             }),
             subscription,
         })
@@ -208,6 +248,7 @@ impl DataPlane {
             http: "127.0.0.1:5100".into(),
             subscriber: None,
             limits: Limits::default(),
+            engine: Engine::default(),
         }
     }
 
@@ -235,20 +276,25 @@ impl DataPlane {
     }
 }
 
-async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let limits = shared.limits;
+fn hyper_server(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes);
-    // Connections past the limit wait in the kernel's accept queue.
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    http
+}
+
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let max_connections = shared.limits.max_connections;
+    // Connections past the limit wait in the kernel's accept queue; at
+    // shutdown, every permit back means every connection ended.
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let (stop, stopped) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -271,26 +317,63 @@ async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
-        let client_ip = peer.ip();
-        let service = service_fn(move |req| {
-            let shared = shared.clone();
-            async move { Ok::<_, Infallible>(proxy::handle(shared, client_ip, req).await) }
-        });
-        let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
+        let stopped = stopped.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+            match shared.engine {
+                Engine::Fast => h1::serve_connection(stream, peer.ip(), shared, stopped).await,
+                Engine::Hyper => serve_with_hyper(stream, peer.ip(), shared, stopped).await,
             }
             drop(permit);
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    let _ = stop.send(true);
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("client connections still open after the drain timeout");
     }
     Ok(())
+}
+
+/// Serve a client connection with hyper (HTTP/1.1 or HTTP/2) until it ends;
+/// once `stopped` turns true, it finishes what it has and closes.
+pub(crate) async fn serve_with_hyper<I>(
+    io: I,
+    client: IpAddr,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let http = shared.hyper.clone();
+    let service = service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(proxy::handle(shared, client, req).await) }
+    });
+    let conn = http.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        if !stopping && *stopped.borrow() {
+            stopping = true;
+            conn.as_mut().graceful_shutdown();
+        }
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(%client, error = %e, "client connection ended with an error");
+                }
+                return;
+            }
+            changed = stopped.changed(), if !stopping => {
+                if changed.is_err() {
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
 }

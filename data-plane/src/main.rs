@@ -74,6 +74,18 @@ struct Args {
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     upstream_connect_timeout: std::time::Duration,
 
+    /// How long a client connection may stay idle between two requests
+    /// before it is closed (fast engine).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: std::time::Duration,
+
+    /// How client connections are served: `fast`, the data plane's own
+    /// HTTP/1.1 forwarding engine (anything it does not handle itself, such
+    /// as HTTP/1.0, chunked request bodies, upgrades or HTTP/2, is handed to
+    /// hyper on the same connection), or `hyper` for every connection.
+    #[arg(long, env = "RINGLB_ENGINE", default_value = "fast")]
+    engine: ringlb_data_plane::Engine,
+
     /// Runtime worker threads (default: one per core). With 1, a
     /// single-threaded runtime is used: no work stealing, no cross-thread
     /// wake-ups (the fastest choice for a data plane pinned to one core).
@@ -116,7 +128,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             max_connections: args.max_connections,
             upstream_timeout: args.upstream_timeout,
             upstream_connect_timeout: args.upstream_connect_timeout,
-        });
+            idle_timeout: args.idle_timeout,
+        })
+        .engine(args.engine);
     if let Some(id) = args.subscriber_id {
         builder = builder.subscriber_id(id);
     }

@@ -9,13 +9,17 @@ use ringlb_proto::v1;
 use ringlb_ring::{KeySource, Ring, RingConfig};
 
 use crate::stats::{Stats, UpstreamStats};
+use crate::h1::pool::RawPool;
 use crate::upstream::{Pools, UpstreamPool};
 
 /// A replica as the request path needs it.
 #[derive(Debug)]
 pub struct Upstream {
     pub name: String,
+    /// hyper's connections (requests hyper serves).
     pub pool: Arc<UpstreamPool>,
+    /// The fast path's connections.
+    pub raw: Arc<RawPool>,
     pub stats: Arc<UpstreamStats>,
 }
 
@@ -82,9 +86,11 @@ impl RouteTable {
                             name: r.name.clone(),
                             address: r.address.clone(),
                         })?;
+                let replica_pools = pools.get(&authority);
                 Ok(Upstream {
                     name: r.name.clone(),
-                    pool: pools.get(&authority),
+                    pool: replica_pools.hyper,
+                    raw: replica_pools.raw,
                     stats: stats.upstream(&r.name),
                 })
             })

@@ -24,6 +24,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 
+use crate::h1::pool::RawPool;
+
 /// How long establishing a connection may take, by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Idle connections kept per upstream.
@@ -241,11 +243,19 @@ impl Body for PooledBody {
     }
 }
 
+/// The connection pools of one replica: hyper's, for the requests hyper
+/// serves, and the fast path's ([`RawPool`]).
+#[derive(Debug, Clone)]
+pub struct ReplicaPools {
+    pub hyper: Arc<UpstreamPool>,
+    pub raw: Arc<RawPool>,
+}
+
 /// The pools of every upstream the routing table knows, kept across ring
 /// versions so that connections survive a membership change.
 #[derive(Debug)]
 pub struct Pools {
-    by_authority: dashmap::DashMap<Authority, Arc<UpstreamPool>>,
+    by_authority: dashmap::DashMap<Authority, ReplicaPools>,
     connect_timeout: Duration,
 }
 
@@ -257,11 +267,14 @@ impl Pools {
         }
     }
 
-    /// The pool of `authority`, created on first use.
-    pub fn get(&self, authority: &Authority) -> Arc<UpstreamPool> {
+    /// The pools of `authority`, created on first use.
+    pub fn get(&self, authority: &Authority) -> ReplicaPools {
         self.by_authority
             .entry(authority.clone())
-            .or_insert_with(|| UpstreamPool::new(authority.clone(), self.connect_timeout))
+            .or_insert_with(|| ReplicaPools {
+                hyper: UpstreamPool::new(authority.clone(), self.connect_timeout),
+                raw: Arc::new(RawPool::new(authority.clone(), self.connect_timeout)),
+            })
             .clone()
     }
 

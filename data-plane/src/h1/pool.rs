@@ -1,0 +1,116 @@
+//! Keep-alive connections to one replica for the fast path: a TCP stream
+//! and its read buffer, nothing else (no dispatch task, no channel). Idle
+//! connections wait in a short-held mutex'd stack, most recently used first.
+
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::uri::Authority;
+use tokio::net::TcpStream;
+
+/// Idle connections kept per replica.
+pub const MAX_IDLE: usize = 1024;
+/// Initial read buffer of a replica connection.
+const READ_BUFFER: usize = 8 * 1024;
+
+/// One connection to a replica.
+#[derive(Debug)]
+pub struct Conn {
+    pub stream: TcpStream,
+    /// Bytes read from the replica and not yet forwarded.
+    pub buf: BytesMut,
+    /// Whether it carried a request before (a reused connection may have
+    /// been closed by the replica meanwhile).
+    pub reused: bool,
+}
+
+/// A connection to a replica could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to {authority}: {reason}")]
+pub struct ConnectError {
+    pub authority: Authority,
+    pub reason: String,
+}
+
+/// The idle connections to one replica.
+#[derive(Debug)]
+pub struct RawPool {
+    authority: Authority,
+    connect_timeout: Duration,
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl RawPool {
+    pub fn new(authority: Authority, connect_timeout: Duration) -> RawPool {
+        RawPool {
+            authority,
+            connect_timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
+        // Every critical section is a push or a pop: a panic cannot leave
+        // the stack inconsistent.
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The most recently used idle connection that still looks open.
+    pub fn checkout(&self) -> Option<Conn> {
+        loop {
+            let conn = self.idle().pop()?;
+            if still_open(&conn.stream) {
+                return Some(conn);
+            }
+        }
+    }
+
+    /// Return a connection whose last response was read to its end.
+    pub fn checkin(&self, mut conn: Conn) {
+        conn.reused = true;
+        let mut idle = self.idle();
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+
+    /// A new connection, within the connect timeout.
+    pub async fn connect(&self) -> Result<Conn, ConnectError> {
+        let fail = |reason: String| ConnectError {
+            authority: self.authority.clone(),
+            reason,
+        };
+        let within = self.connect_timeout;
+        let stream = tokio::time::timeout(within, TcpStream::connect(self.authority.as_str()))
+            .await
+            .map_err(|_| fail(format!("no connection within {within:?}")))?
+            .map_err(|e| fail(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn {
+            stream,
+            buf: BytesMut::with_capacity(READ_BUFFER),
+            reused: false,
+        })
+    }
+}
+
+/// Whether an idle connection can carry a request: the reactor has seen no
+/// event on it (the common case, no system call), or reading finds nothing
+/// pending. An end of stream or unexpected bytes mean it cannot.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => {
+            let mut probe = [0u8; 1];
+            matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        }
+    }
+}
