@@ -8,8 +8,8 @@ use http::uri::Authority;
 use ringlb_proto::v1;
 use ringlb_ring::{KeySource, Ring, RingConfig};
 
-use crate::stats::{Stats, UpstreamStats};
 use crate::h1::pool::RawPool;
+use crate::stats::{Stats, UpstreamStats};
 use crate::upstream::{Pools, UpstreamPool};
 
 /// A replica as the request path needs it.

@@ -324,9 +324,20 @@ pub fn start_control_plane(args: &[&str]) -> ControlPlane {
 
 /// Start `control-plane` with its HTTP admin API on `http` and gRPC on `grpc`.
 pub fn start_control_plane_on(http: &str, grpc: &str, args: &[&str]) -> ControlPlane {
+    start_control_plane_running("replica", http, grpc, args)
+}
+
+/// Start `control-plane` on free ports with `replica_bin` (a binary of this
+/// workspace, e.g. `scripted-replica`) as its replica program.
+pub fn start_control_plane_running(
+    replica_bin: &str,
+    http: &str,
+    grpc: &str,
+    args: &[&str],
+) -> ControlPlane {
     let mut cmd = Command::new(bin("control-plane"));
     cmd.args(["--http-listen", http, "--grpc-listen", grpc, "--announce"])
-        .args(["--replica-bin", &bin("replica").to_string_lossy()])
+        .args(["--replica-bin", &bin(replica_bin).to_string_lossy()])
         .args(args)
         .env(
             "RUST_LOG",

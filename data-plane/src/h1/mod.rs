@@ -98,7 +98,10 @@ pub async fn serve_connection(
         Ok(Some(why)) => {
             tracing::trace!(?why, "handing the connection over to hyper");
             let ClientConn {
-                stream, buf, shared, ..
+                stream,
+                buf,
+                shared,
+                ..
             } = conn;
             let io = rewind::Rewind::new(buf.freeze(), stream);
             crate::serve_with_hyper(io, client, shared, shutdown).await;
@@ -183,10 +186,7 @@ struct ClientConn {
 
 impl ClientConn {
     /// Serve requests; `Some(reason)` when hyper must take over.
-    async fn run(
-        &mut self,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> io::Result<Option<HandOver>> {
+    async fn run(&mut self, shutdown: &mut watch::Receiver<bool>) -> io::Result<Option<HandOver>> {
         let mut first = true;
         loop {
             let head = match self.read_head(first, shutdown).await? {
@@ -441,17 +441,20 @@ async fn read_response_head(
     head_request: bool,
 ) -> Result<ResponseHead, ReadHeadError> {
     loop {
-        if !conn.buf.is_empty() {
-            if let Some(response) = response::parse(&conn.buf, head_request, MAX_RESPONSE_HEAD)? {
-                if response.status == 101 {
-                    return Err(ResponseError::Malformed.into());
-                }
-                if response.status >= 200 {
-                    return Ok(response);
-                }
-                conn.buf.advance(response.len); // interim (1xx): skip
-                continue;
+        let parsed = if conn.buf.is_empty() {
+            None
+        } else {
+            response::parse(&conn.buf, head_request, MAX_RESPONSE_HEAD)?
+        };
+        if let Some(response) = parsed {
+            if response.status == 101 {
+                return Err(ResponseError::Malformed.into());
             }
+            if response.status >= 200 {
+                return Ok(response);
+            }
+            conn.buf.advance(response.len); // interim (1xx): skip
+            continue;
         }
         if conn.buf.capacity() - conn.buf.len() < MIN_READ {
             conn.buf.reserve(CLIENT_BUFFER);
@@ -612,7 +615,12 @@ mod tests {
             Ok((2, true))
         );
         assert_eq!(
-            measure(Framing::Chunked, &mut 0, &mut scanner, b"1\r\na\r\n0\r\n\r\nX"),
+            measure(
+                Framing::Chunked,
+                &mut 0,
+                &mut scanner,
+                b"1\r\na\r\n0\r\n\r\nX"
+            ),
             Ok((11, true))
         );
         assert_eq!(

@@ -193,9 +193,9 @@ pub fn parse_length(value: &[u8]) -> Option<usize> {
     if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    value
-        .iter()
-        .try_fold(0usize, |n, &d| n.checked_mul(10)?.checked_add((d - b'0') as usize))
+    value.iter().try_fold(0usize, |n, &d| {
+        n.checked_mul(10)?.checked_add((d - b'0') as usize)
+    })
 }
 
 /// An origin-form target (`/path?query`) of characters any URI parser
@@ -281,12 +281,18 @@ mod tests {
         use HandOver::*;
         assert_eq!(handed_over(b"GET /home HTTP/1.0\r\n\r\n"), Http10);
         assert_eq!(handed_over(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Malformed);
-        assert_eq!(handed_over(b"GET /home HTTP/1.1\r\nbad header\r\n\r\n"), Malformed);
+        assert_eq!(
+            handed_over(b"GET /home HTTP/1.1\r\nbad header\r\n\r\n"),
+            Malformed
+        );
         assert_eq!(
             handed_over(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Protocol
         );
-        assert_eq!(handed_over(b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n"), Protocol);
+        assert_eq!(
+            handed_over(b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n"),
+            Protocol
+        );
         assert_eq!(
             handed_over(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n"),
             Protocol
@@ -299,8 +305,14 @@ mod tests {
             handed_over(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
             Length
         );
-        assert_eq!(handed_over(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), Length);
-        assert_eq!(handed_over(b"POST / HTTP/1.1\r\nContent-Length: 1025\r\n\r\n"), Length);
+        assert_eq!(
+            handed_over(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            Length
+        );
+        assert_eq!(
+            handed_over(b"POST / HTTP/1.1\r\nContent-Length: 1025\r\n\r\n"),
+            Length
+        );
         assert_eq!(handed_over(b"GET /rep HTTP/1.1\r\n\r\n"), Admin);
         assert_eq!(handed_over(b"DELETE /rm?x HTTP/1.1\r\n\r\n"), Admin);
         let big = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));

@@ -42,9 +42,17 @@ pub enum ResponseError {
 /// Response headers the proxy drops; `Transfer-Encoding` and `Trailer`
 /// stay, because a chunked body is forwarded as it is.
 fn is_hop_by_hop(name: &str) -> bool {
-    ["connection", "keep-alive", "proxy-connection", "te", "upgrade", "proxy-authenticate", "proxy-authorization"]
-        .iter()
-        .any(|hop| name.eq_ignore_ascii_case(hop))
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    ]
+    .iter()
+    .any(|hop| name.eq_ignore_ascii_case(hop))
 }
 
 /// Parse the response head at the start of `buf`; `Ok(None)`: not all here.
@@ -136,10 +144,10 @@ pub fn rebuild(buf: &[u8], head: &ResponseHead, closing: bool, out: &mut Vec<u8>
     out.extend_from_slice(&buf[..line_end]);
     for header in res.headers.iter() {
         let dropped = is_hop_by_hop(header.name)
-            || named
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(header.name.as_bytes())
-                    && !header.name.eq_ignore_ascii_case("transfer-encoding"));
+            || named.iter().any(|n| {
+                n.eq_ignore_ascii_case(header.name.as_bytes())
+                    && !header.name.eq_ignore_ascii_case("transfer-encoding")
+            });
         if !dropped {
             out.extend_from_slice(header.name.as_bytes());
             out.extend_from_slice(b": ");
@@ -166,39 +174,61 @@ mod tests {
     #[test]
     fn framing_and_reuse() {
         let h = head(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello", false);
-        assert_eq!((h.status, h.framing, h.reusable, h.rebuild), (200, Framing::Length(5), true, false));
+        assert_eq!(
+            (h.status, h.framing, h.reusable, h.rebuild),
+            (200, Framing::Length(5), true, false)
+        );
         assert_eq!(h.len, 38);
         let h = head(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true);
         assert_eq!(h.framing, Framing::Empty);
         let h = head(b"HTTP/1.1 204 No Content\r\n\r\n", false);
         assert_eq!(h.framing, Framing::Empty);
-        let h = head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", false);
+        let h = head(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            false,
+        );
         assert_eq!((h.framing, h.reusable), (Framing::Chunked, true));
         let h = head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false);
         assert_eq!((h.framing, h.reusable), (Framing::UntilClose, false));
         let h = head(b"HTTP/1.1 200 OK\r\n\r\n", false);
         assert_eq!((h.framing, h.reusable), (Framing::UntilClose, false));
-        let h = head(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false);
+        let h = head(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            false,
+        );
         assert_eq!((h.reusable, h.rebuild), (false, true));
         let h = head(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false);
         assert!(!h.reusable);
-        let h = head(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", false);
+        let h = head(
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+            false,
+        );
         assert!(h.reusable);
         assert_eq!(parse(b"HTTP/1.1 200 OK\r\n", false, 8192), Ok(None));
     }
 
     #[test]
     fn bad_heads() {
-        assert_eq!(parse(b"HTTP/1.1 2000 OK\r\n\r\n", false, 8192), Err(ResponseError::Malformed));
         assert_eq!(
-            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false, 8192),
+            parse(b"HTTP/1.1 2000 OK\r\n\r\n", false, 8192),
+            Err(ResponseError::Malformed)
+        );
+        assert_eq!(
+            parse(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                false,
+                8192
+            ),
             Err(ResponseError::Length)
         );
         assert_eq!(
             parse(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false, 8192),
             Err(ResponseError::Length)
         );
-        assert_eq!(parse(b"HTTP/1.1 200 OK\r\nX: aaaa", false, 16), Err(ResponseError::TooLarge(16)));
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\nX: aaaa", false, 16),
+            Err(ResponseError::TooLarge(16))
+        );
     }
 
     #[test]
@@ -207,7 +237,10 @@ mod tests {
         let h = head(raw, false);
         let mut out = Vec::new();
         rebuild(raw, &h, false, &mut out);
-        assert_eq!(String::from_utf8_lossy(&out), "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+        );
         out.clear();
         let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
         rebuild(raw, &head(raw, false), true, &mut out);
