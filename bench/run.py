@@ -28,7 +28,9 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PROXIES = ["ringlb", "nginx", "haproxy"]
+# "ringlb-hyper" is the same data plane with `--engine hyper`: what the
+# fast engine buys, measured in the same run.
+PROXIES = ["ringlb", "ringlb-hyper", "nginx", "haproxy"]
 WORKLOADS = [("one key (/home)", False), ("spread keys (/k/N)", True)]
 
 
@@ -201,12 +203,18 @@ def run(args, tmp, procs):
     admin = f"http://127.0.0.1:{http_port}"
     # Well-mixed hashing for both workloads, like nginx's and HAProxy's.
     http("PUT", f"{admin}/config", '{"request_hash": "xxh3", "vnode_hash": "xxh3", "slots": 4096, "vnodes": 64}')
-    dp_port = free_port()
-    dp = procs.start(["taskset", "-c", "0", f"{b}/data-plane", "--listen", f"127.0.0.1:{dp_port}",
-                      "--control-plane-grpc", f"http://127.0.0.1:{grpc_port}",
-                      "--control-plane-http", f"127.0.0.1:{http_port}", "--workers", str(args.workers)],
-                     env=dict(os.environ, RUST_LOG="warn"))
-    wait_http(f"http://127.0.0.1:{dp_port}/home")
+    def data_plane(engine):
+        port = free_port()
+        proc = procs.start(["taskset", "-c", "0", f"{b}/data-plane", "--listen", f"127.0.0.1:{port}",
+                            "--control-plane-grpc", f"http://127.0.0.1:{grpc_port}",
+                            "--control-plane-http", f"127.0.0.1:{http_port}", "--workers", str(args.workers),
+                            "--engine", engine],
+                           env=dict(os.environ, RUST_LOG="warn"))
+        wait_http(f"http://127.0.0.1:{port}/home")
+        return port, proc
+
+    dp_port, dp = data_plane("fast")
+    hyper_port, hyper_dp = data_plane("hyper")
     listed = json.loads(subprocess.run(
         ["grpcurl", "-plaintext", "-d", "{}", f"127.0.0.1:{grpc_port}", "ringlb.v1.ControlPlane/ListReplicas"],
         capture_output=True, text=True, check=True).stdout)
@@ -232,12 +240,14 @@ def run(args, tmp, procs):
     wait_http(f"http://127.0.0.1:{haproxy_port}/home")
 
     if args.hold:
-        hold(args, admin, {"ringlb": (dp_port, dp.pid), "nginx": (nginx_port, nginx.pid),
+        hold(args, admin, {"ringlb": (dp_port, dp.pid), "ringlb-hyper": (hyper_port, hyper_dp.pid),
+                           "nginx": (nginx_port, nginx.pid),
                            "haproxy": (haproxy_port, haproxy.pid)})
         return None
     memory = {"idle_rss_kb": rss_kb(dp.pid)}
     targets = {
         "ringlb": (dp_port, lambda: [dp.pid]),
+        "ringlb-hyper": (hyper_port, lambda: [hyper_dp.pid]),
         "nginx": (nginx_port, lambda: [nginx.pid] + children(nginx.pid)),
         "haproxy": (haproxy_port, lambda: [haproxy.pid] + children(haproxy.pid)),
     }
@@ -245,7 +255,7 @@ def run(args, tmp, procs):
     for workload, spread in WORKLOADS:
         key_source = "path" if spread else "request-id"
         http("PUT", f"{admin}/config", json.dumps({"key_source": key_source}))
-        for port in (dp_port, nginx_port, haproxy_port):  # warm every pool
+        for port, _ in targets.values():  # warm every pool
             wrk(port, spread, 1, args.connections)
         for rnd in range(args.rounds):
             for proxy in PROXIES:
@@ -253,6 +263,7 @@ def run(args, tmp, procs):
                 before = cpu_seconds(pids())
                 r = wrk(port, spread, args.duration, args.connections)
                 r["cpu_cores"] = (cpu_seconds(pids()) - before) / r["seconds"]
+                r["cpu_us_per_request"] = r["cpu_cores"] * 1e6 / r["rps"]
                 runs[workload][proxy].append(r)
                 log(f"{workload:>20} round {rnd + 1} {proxy:>8}: {r['rps']:>9.0f} req/s  p99 {r['p99_ms']:.2f} ms  "
                     f"errors {r['errors']}  cpu {r['cpu_cores']:.2f}")
@@ -268,7 +279,8 @@ def run(args, tmp, procs):
         for proxy in PROXIES:
             rs = runs[workload][proxy]
             summary[workload][proxy] = {k: statistics.median(r[k] for r in rs)
-                                        for k in ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_cores")}
+                                        for k in ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_cores",
+                                                  "cpu_us_per_request")}
             summary[workload][proxy]["errors"] = sum(r["errors"] for r in rs)
     return {"runs": runs, "summary": summary, "memory": memory}
 
@@ -314,16 +326,21 @@ def write_results(args, results):
         "and the three replicas on core 1, rounds interleaved, medians of the rounds. nginx and HAProxy configs: "
         "[`nginx.conf.in`](nginx.conf.in), [`haproxy.cfg.in`](haproxy.cfg.in).",
         "",
-        "| workload | proxy | req/s | p50 | p99 | p99.9 | errors | CPU (cores) | ringlb ÷ this |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "`ringlb-hyper` is the same data plane with `--engine hyper` (hyper serves every connection).",
+        "",
+        "| workload | proxy | req/s | p50 | p99 | p99.9 | errors | CPU (cores) | CPU per request | "
+        "req/s: ringlb ÷ this | CPU per request: this ÷ ringlb |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for workload, _ in WORKLOADS:
-        ours = s[workload]["ringlb"]["rps"]
+        ours = s[workload]["ringlb"]
         for proxy in PROXIES:
             r = s[workload][proxy]
-            ratio = "" if proxy == "ringlb" else f"{ours / r['rps']:.2f}×"
+            ratio = "" if proxy == "ringlb" else f"{ours['rps'] / r['rps']:.2f}×"
+            cost = "" if proxy == "ringlb" else f"{r['cpu_us_per_request'] / ours['cpu_us_per_request']:.2f}×"
             lines.append(f"| {workload} | {proxy} | {r['rps']:.0f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
-                         f"{r['p999_ms']:.2f} ms | {r['errors']} | {r['cpu_cores']:.2f} | {ratio} |")
+                         f"{r['p999_ms']:.2f} ms | {r['errors']} | {r['cpu_cores']:.2f} | "
+                         f"{r['cpu_us_per_request']:.1f} µs | {ratio} | {cost} |")
     lines += [
         "",
         f"Data plane memory (VmRSS): {mem['idle_rss_kb'] / 1024:.1f} MB idle, "

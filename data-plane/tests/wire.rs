@@ -9,8 +9,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use std::process::{Command, Stdio};
+
 use ringlb_testkit::{
-    ControlPlane, DataPlane, start_control_plane_running, start_data_plane, wait_routed,
+    ControlPlane, DataPlane, Proc, bin, start_control_plane_running, start_data_plane,
+    wait_routed,
 };
 
 const ENGINES: [&str; 2] = ["fast", "hyper"];
@@ -348,4 +351,37 @@ async fn an_idle_client_connection_is_closed_after_the_idle_timeout() {
     assert_eq!(client.get("/home").status, 200);
     // The read timeout (10 s) bounds the wait; the close comes long before.
     assert!(client.closed(), "the idle connection is still open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_and_silent_connections_at_once() {
+    for engine in ENGINES {
+        let control_plane =
+            start_control_plane_running("scripted-replica", "127.0.0.1:0", "127.0.0.1:0", &[]);
+        let mut cmd = Command::new(bin("data-plane"));
+        cmd.args(["--listen", "127.0.0.1:0", "--announce", "--engine", engine])
+            .args([
+                "--control-plane-grpc",
+                &format!("http://{}", control_plane.grpc),
+            ])
+            .args(["--control-plane-http", &control_plane.http])
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::piped());
+        let (mut data_plane, addr) = Proc::spawn_announcing(cmd, "data-plane", "ready");
+        wait_routed(&addr).await;
+        let mut idle = Client::connect(&addr);
+        assert_eq!(idle.get("/home").status, 200, "{engine}");
+        let mut silent = Client::connect(&addr); // connected, sends nothing
+
+        let status = data_plane.stop().expect("stops on SIGTERM");
+        assert!(status.success(), "{engine}: {status}");
+        assert!(idle.closed(), "{engine}: idle connection left open");
+        assert!(silent.closed(), "{engine}: silent connection left open");
+        // Both ended with the shutdown, not with the drain timeout.
+        let log = data_plane.stderr_text();
+        assert!(
+            !log.contains("still open after the drain timeout"),
+            "{engine}: {log}"
+        );
+    }
 }

@@ -232,26 +232,20 @@ impl ClientConn {
             if self.buf.capacity() - self.buf.len() < MIN_READ {
                 self.buf.reserve(CLIENT_BUFFER);
             }
-            let read = match deadline {
-                Some(deadline) => {
-                    match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf))
-                        .await
-                    {
-                        Ok(read) => read?,
-                        Err(_) => return Ok(HeadRead::Closed),
-                    }
-                }
-                None => {
-                    let idle = limits.idle_timeout;
-                    tokio::select! {
-                        biased;
-                        read = tokio::time::timeout(idle, self.stream.read_buf(&mut self.buf)) => match read {
-                            Ok(read) => read?,
-                            Err(_) => return Ok(HeadRead::Closed),
-                        },
-                        _ = shutdown.changed() => return Ok(HeadRead::Closed),
-                    }
-                }
+            // Between requests (nothing of the next one read yet) the
+            // connection ends at shutdown; a head under way is waited for.
+            let between_requests = self.buf.is_empty();
+            let deadline_at = match deadline {
+                Some(deadline) => deadline,
+                None => Instant::now() + limits.idle_timeout,
+            };
+            let read = tokio::select! {
+                biased;
+                read = tokio::time::timeout_at(deadline_at, self.stream.read_buf(&mut self.buf)) => match read {
+                    Ok(read) => read?,
+                    Err(_) => return Ok(HeadRead::Closed),
+                },
+                _ = shutdown.changed(), if between_requests => return Ok(HeadRead::Closed),
             };
             if read == 0 {
                 return Ok(HeadRead::Closed);
