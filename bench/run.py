@@ -73,6 +73,15 @@ class Procs:
         self.procs.append(proc)
         return proc
 
+    def stop(self, proc):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
     def stop_all(self):
         for proc in reversed(self.procs):
             if proc.poll() is None:
@@ -177,6 +186,8 @@ def main():
     if os.cpu_count() < 2:
         raise SystemExit("the bench pins the proxies and the load to different cores: it needs 2")
     ensure_tools()
+    # A SIGTERM stops every process this script started, like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     tmp = tempfile.mkdtemp(prefix="ringlb-bench-")
     procs = Procs()
     try:
@@ -221,40 +232,55 @@ def run(args, tmp, procs):
     addresses = [r["address"] for r in listed["replicas"]]
     log(f"replicas at {', '.join(addresses)}")
 
-    nginx_port, haproxy_port = free_port(), free_port()
-    with open(os.path.join(HERE, "nginx.conf.in")) as f:
-        conf = f.read().replace("@DIR@", tmp).replace("@PORT@", str(nginx_port)).replace(
-            "@SERVERS@", "\n".join(f"        server {a};" for a in addresses))
-    nginx_conf = os.path.join(tmp, "nginx.conf")
-    with open(nginx_conf, "w") as f:
-        f.write(conf)
-    nginx = procs.start(["taskset", "-c", "0", tool("nginx"), "-c", nginx_conf, "-p", tmp])
-    with open(os.path.join(HERE, "haproxy.cfg.in")) as f:
-        cfg = f.read().replace("@PORT@", str(haproxy_port)).replace(
-            "@SERVERS@", "\n".join(f"    server s{i + 1} {a}" for i, a in enumerate(addresses)))
-    haproxy_cfg = os.path.join(tmp, "haproxy.cfg")
-    with open(haproxy_cfg, "w") as f:
-        f.write(cfg)
-    haproxy = procs.start(["taskset", "-c", "0", tool("haproxy"), "-f", haproxy_cfg])
-    wait_http(f"http://127.0.0.1:{nginx_port}/home")
-    wait_http(f"http://127.0.0.1:{haproxy_port}/home")
+    def references(spread):
+        """nginx and HAProxy configured for one workload (see the .in files)."""
+        nginx_port, haproxy_port = free_port(), free_port()
+        fill = {
+            "@DIR@": tmp, "@PORT@": str(nginx_port),
+            "@SERVERS@": "\n".join(f"        server {a};" for a in addresses),
+            "@KEY@": "$request_uri" if spread else "$request_id",
+        }
+        with open(os.path.join(HERE, "nginx.conf.in")) as f:
+            conf = f.read()
+        for k, v in fill.items():
+            conf = conf.replace(k, v)
+        nginx_conf = os.path.join(tmp, "nginx.conf")
+        with open(nginx_conf, "w") as f:
+            f.write(conf)
+        nginx = procs.start(["taskset", "-c", "0", tool("nginx"), "-c", nginx_conf, "-p", tmp])
+        with open(os.path.join(HERE, "haproxy.cfg.in")) as f:
+            cfg = f.read().replace("@PORT@", str(haproxy_port)).replace(
+                "@BALANCE@", "uri" if spread else "random").replace(
+                "@SERVERS@", "\n".join(f"    server s{i + 1} {a}" for i, a in enumerate(addresses)))
+        haproxy_cfg = os.path.join(tmp, "haproxy.cfg")
+        with open(haproxy_cfg, "w") as f:
+            f.write(cfg)
+        haproxy = procs.start(["taskset", "-c", "0", tool("haproxy"), "-f", haproxy_cfg])
+        wait_http(f"http://127.0.0.1:{nginx_port}/home")
+        wait_http(f"http://127.0.0.1:{haproxy_port}/home")
+        return {
+            "nginx": (nginx_port, nginx, lambda: [nginx.pid] + children(nginx.pid)),
+            "haproxy": (haproxy_port, haproxy, lambda: [haproxy.pid] + children(haproxy.pid)),
+        }
 
     if args.hold:
+        refs = references(spread=False)
         hold(args, admin, {"ringlb": (dp_port, dp.pid), "ringlb-hyper": (hyper_port, hyper_dp.pid),
-                           "nginx": (nginx_port, nginx.pid),
-                           "haproxy": (haproxy_port, haproxy.pid)})
+                           "nginx": (refs["nginx"][0], refs["nginx"][1].pid),
+                           "haproxy": (refs["haproxy"][0], refs["haproxy"][1].pid)})
         return None
     memory = {"idle_rss_kb": rss_kb(dp.pid)}
-    targets = {
-        "ringlb": (dp_port, lambda: [dp.pid]),
-        "ringlb-hyper": (hyper_port, lambda: [hyper_dp.pid]),
-        "nginx": (nginx_port, lambda: [nginx.pid] + children(nginx.pid)),
-        "haproxy": (haproxy_port, lambda: [haproxy.pid] + children(haproxy.pid)),
-    }
     runs = {w: {p: [] for p in PROXIES} for w, _ in WORKLOADS}
     for workload, spread in WORKLOADS:
         key_source = "path" if spread else "request-id"
         http("PUT", f"{admin}/config", json.dumps({"key_source": key_source}))
+        refs = references(spread)
+        targets = {
+            "ringlb": (dp_port, lambda: [dp.pid]),
+            "ringlb-hyper": (hyper_port, lambda: [hyper_dp.pid]),
+            "nginx": (refs["nginx"][0], refs["nginx"][2]),
+            "haproxy": (refs["haproxy"][0], refs["haproxy"][2]),
+        }
         for port, _ in targets.values():  # warm every pool
             wrk(port, spread, 1, args.connections)
         for rnd in range(args.rounds):
@@ -265,8 +291,10 @@ def run(args, tmp, procs):
                 r["cpu_cores"] = (cpu_seconds(pids()) - before) / r["seconds"]
                 r["cpu_us_per_request"] = r["cpu_cores"] * 1e6 / r["rps"]
                 runs[workload][proxy].append(r)
-                log(f"{workload:>20} round {rnd + 1} {proxy:>8}: {r['rps']:>9.0f} req/s  p99 {r['p99_ms']:.2f} ms  "
-                    f"errors {r['errors']}  cpu {r['cpu_cores']:.2f}")
+                log(f"{workload:>20} round {rnd + 1} {proxy:>12}: {r['rps']:>9.0f} req/s  p99 {r['p99_ms']:.2f} ms  "
+                    f"errors {r['errors']}  cpu {r['cpu_cores']:.2f}  {r['cpu_us_per_request']:.1f} µs/request")
+        for _, proc, _ in refs.values():
+            procs.stop(proc)
     socks = hold_connections(dp_port, 1000)
     time.sleep(0.5)
     memory["rss_1000_connections_kb"] = rss_kb(dp.pid)
