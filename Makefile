@@ -67,9 +67,10 @@ analysis: static ## Tasks A-1..A-4 against a system it starts itself; writes ana
 	$(STATIC) $(CARGO) build --release --target $(TARGET) -p ringlb-analysis
 	$(BIN_DIR)/analysis --out analysis/report $(ARGS)
 
-bench: static ## ringlb vs nginx vs HAProxy side by side, and ring propagation to 4 data planes; updates bench/RESULTS.md
+bench: static ## ringlb vs nginx vs HAProxy side by side, ring propagation to 4 data planes, a replica killed under load; updates bench/RESULTS.md
 	python3 bench/run.py --bin-dir $(BIN_DIR) $(ARGS)
 	python3 bench/propagation.py --bin-dir $(BIN_DIR)
+	python3 bench/failover.py --bin-dir $(BIN_DIR)
 
 FUZZ_RUNS ?= 200000
 fuzz: ## cargo-fuzz on the admin request parser and the ring configuration (FUZZ_RUNS iterations each; corpus in fuzz/corpus)
