@@ -12,8 +12,7 @@ use std::time::Duration;
 use std::process::{Command, Stdio};
 
 use ringlb_testkit::{
-    ControlPlane, DataPlane, Proc, bin, start_control_plane_running, start_data_plane,
-    wait_routed,
+    ControlPlane, DataPlane, Proc, bin, start_control_plane_running, start_data_plane, wait_routed,
 };
 
 const ENGINES: [&str; 2] = ["fast", "hyper"];

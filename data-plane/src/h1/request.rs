@@ -340,6 +340,53 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any bytes: no panic; a complete head's ranges lie inside it, and
+        /// a rebuilt head is itself a complete, forwardable head.
+        #[test]
+        fn arbitrary_bytes_never_panic(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            if let Parsed::Complete(head) = parse(&raw, MAX_HEAD, MAX_BODY) {
+                proptest::prop_assert!(head.len <= raw.len());
+                proptest::prop_assert!(head.path.end <= head.len);
+                if let Some(id) = head.request_id {
+                    proptest::prop_assert!(id.end <= head.len);
+                }
+                let mut out = Vec::new();
+                rebuild(&raw, "r:1", &mut out);
+                proptest::prop_assert!(matches!(parse(&out, MAX_HEAD, MAX_BODY), Parsed::Complete(_)));
+            }
+        }
+
+        /// Heads made of real parts with any header names and values.
+        #[test]
+        fn rebuilt_heads_keep_end_to_end_headers(
+            names in proptest::collection::vec("[a-zA-Z][a-zA-Z0-9-]{0,12}", 0..8),
+            value in "[ -~]{0,20}",
+        ) {
+            let mut raw = String::from("GET /p?q=1 HTTP/1.1\r\nHost: lb\r\n");
+            for name in &names {
+                raw.push_str(&format!("{name}: {}\r\n", value.trim()));
+            }
+            raw.push_str("\r\n");
+            if let Parsed::Complete(_) = parse(raw.as_bytes(), MAX_HEAD, MAX_BODY) {
+                let mut out = Vec::new();
+                rebuild(raw.as_bytes(), "r:1", &mut out);
+                let rebuilt = String::from_utf8_lossy(&out).to_ascii_lowercase();
+                let connection_named: Vec<String> = names
+                    .iter()
+                    .filter(|n| n.eq_ignore_ascii_case("connection"))
+                    .flat_map(|_| value.split(',').map(|t| t.trim().to_ascii_lowercase()))
+                    .collect();
+                for name in &names {
+                    let kept = rebuilt.contains(&format!("\r\n{}: ", name.to_ascii_lowercase()));
+                    let hop = crate::h1::is_hop_by_hop(name)
+                        || connection_named.contains(&name.to_ascii_lowercase());
+                    proptest::prop_assert_eq!(kept, !hop, "{} in {}", name, rebuilt);
+                }
+            }
+        }
+    }
+
     #[test]
     fn lengths() {
         assert_eq!(parse_length(b"0"), Some(0));
