@@ -75,8 +75,12 @@ bench: static ## ringlb vs nginx vs HAProxy side by side, ring propagation to 4 
 FUZZ_RUNS ?= 200000
 fuzz: ## cargo-fuzz on the admin request parser and the ring configuration (FUZZ_RUNS iterations each; corpus in fuzz/corpus)
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && $(CARGO) fuzz run admin_request --sanitizer none -- -runs=$(FUZZ_RUNS) -max_total_time=120
-	cd fuzz && $(CARGO) fuzz run ring_config --sanitizer none -- -runs=$(FUZZ_RUNS) -max_total_time=120
+	@# New inputs go to a scratch corpus under target/; the committed, minimized one in fuzz/corpus only seeds.
+	@for t in admin_request ring_config; do \
+	  mkdir -p $(CURDIR)/target/fuzz-corpus/$$t && \
+	  (cd fuzz && $(CARGO) fuzz run $$t --sanitizer none $(CURDIR)/target/fuzz-corpus/$$t corpus/$$t -- \
+	    -runs=$(FUZZ_RUNS) -max_total_time=120) || exit 1; \
+	done
 
 bench-ring: ## criterion benches of the ring (build, lookup)
 	$(CARGO) bench -p ringlb-ring --bench ring

@@ -26,7 +26,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from run import Procs, children, free_port, http, log, wait_http, write_section  # noqa: E402
+from run import children, execute, free_port, http, log, wait_http, write_section  # noqa: E402
 
 
 def replica_pid(control_plane_pid, name):
@@ -124,15 +124,7 @@ def main():
     args = parser.parse_args()
     if args.smoke:
         args.rounds = 1
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    procs = Procs()
-    try:
-        rounds = run(args, procs)
-    finally:
-        procs.stop_all()
-    print(json.dumps(rounds, indent=2))
-    if not args.smoke:
-        write(args, rounds)
+    execute(args, run, write)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import Procs, free_port, http, log, wait_http, write_section  # noqa: E402
+from run import execute, free_port, http, log, wait_http, write_section  # noqa: E402
 
 
 def percentile(values, p):
@@ -33,21 +33,14 @@ def percentile(values, p):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bin-dir", required=True)
-    parser.add_argument("--samples", type=int, default=300)
-    parser.add_argument("--data-planes", type=int, default=4)
+    parser.add_argument("--bin-dir", required=True, help="directory with the release binaries")
+    parser.add_argument("--samples", type=int, default=300, help="ring changes timed (default 300)")
+    parser.add_argument("--data-planes", type=int, default=4, help="data planes that must apply each (default 4)")
     parser.add_argument("--smoke", action="store_true", help="20 samples, no RESULTS.md update")
     args = parser.parse_args()
     if args.smoke:
         args.samples = 20
-    procs = Procs()
-    try:
-        result = run(args, procs)
-    finally:
-        procs.stop_all()
-    print(json.dumps(result, indent=2))
-    if not args.smoke:
-        write(args, result)
+    execute(args, run, write)
 
 
 def run(args, procs):

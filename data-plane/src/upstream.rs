@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 
-use crate::h1::pool::RawPool;
+use crate::h1::pool::{RawPool, connect_within};
 
 /// How long establishing a connection may take, by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -117,15 +117,9 @@ impl UpstreamPool {
             authority: self.authority.clone(),
             reason,
         };
-        let within = self.connect_timeout;
-        let stream = tokio::time::timeout(
-            within,
-            tokio::net::TcpStream::connect(self.authority.as_str()),
-        )
-        .await
-        .map_err(|_| fail(format!("no connection within {within:?}")))?
-        .map_err(|e| fail(e.to_string()))?;
-        let _ = stream.set_nodelay(true);
+        let stream = connect_within(&self.authority, self.connect_timeout)
+            .await
+            .map_err(fail)?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| fail(e.to_string()))?;

@@ -82,22 +82,29 @@ impl RawPool {
 
     /// A new connection, within the connect timeout.
     pub async fn connect(&self) -> Result<Conn, ConnectError> {
-        let fail = |reason: String| ConnectError {
-            authority: self.authority.clone(),
-            reason,
-        };
-        let within = self.connect_timeout;
-        let stream = tokio::time::timeout(within, TcpStream::connect(self.authority.as_str()))
+        let stream = connect_within(&self.authority, self.connect_timeout)
             .await
-            .map_err(|_| fail(format!("no connection within {within:?}")))?
-            .map_err(|e| fail(e.to_string()))?;
-        let _ = stream.set_nodelay(true);
+            .map_err(|reason| ConnectError {
+                authority: self.authority.clone(),
+                reason,
+            })?;
         Ok(Conn {
             stream,
             buf: BytesMut::with_capacity(READ_BUFFER),
             reused: false,
         })
     }
+}
+
+/// A TCP connection to `authority` (with `TCP_NODELAY`) within `within`;
+/// the error says why not.
+pub async fn connect_within(authority: &Authority, within: Duration) -> Result<TcpStream, String> {
+    let stream = tokio::time::timeout(within, TcpStream::connect(authority.as_str()))
+        .await
+        .map_err(|_| format!("no connection within {within:?}"))?
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 /// Whether an idle connection can carry a request: the reactor has seen no

@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use super::{MAX_HEADERS, is_hop_by_hop, offset_in};
+use super::{MAX_HEADERS, connection_listed, is_hop_by_hop, offset_in, write_headers};
 
 /// Why a connection goes to hyper instead (every reason is rare in proxy
 /// traffic; hyper answers each exactly as the rest of the data plane does).
@@ -146,31 +146,22 @@ pub fn rebuild(buf: &[u8], authority: &str, out: &mut Vec<u8>) {
     if req.parse(buf).is_err() {
         return;
     }
-    let named: Vec<&[u8]> = req
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| tokens(h.value))
-        .collect();
+    let listed = connection_listed(req.headers);
+    let dropped = |h: &httparse::Header<'_>| {
+        is_hop_by_hop(h.name)
+            || listed
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(h.name.as_bytes()))
+    };
     out.extend_from_slice(req.method.unwrap_or("GET").as_bytes());
     out.push(b' ');
     out.extend_from_slice(req.path.unwrap_or("/").as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut has_host = false;
-    for header in req.headers.iter() {
-        if is_hop_by_hop(header.name)
-            || named
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(header.name.as_bytes()))
-        {
-            continue;
-        }
-        has_host |= header.name.eq_ignore_ascii_case("host");
-        out.extend_from_slice(header.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(header.value);
-        out.extend_from_slice(b"\r\n");
-    }
+    write_headers(req.headers, dropped, out);
+    let has_host = req
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("host") && !dropped(h));
     if !has_host {
         out.extend_from_slice(b"host: ");
         out.extend_from_slice(authority.as_bytes());
@@ -279,44 +270,35 @@ mod tests {
     #[test]
     fn what_goes_to_hyper() {
         use HandOver::*;
-        assert_eq!(handed_over(b"GET /home HTTP/1.0\r\n\r\n"), Http10);
-        assert_eq!(handed_over(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Malformed);
-        assert_eq!(
-            handed_over(b"GET /home HTTP/1.1\r\nbad header\r\n\r\n"),
-            Malformed
-        );
-        assert_eq!(
-            handed_over(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            Protocol
-        );
-        assert_eq!(
-            handed_over(b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n"),
-            Protocol
-        );
-        assert_eq!(
-            handed_over(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n"),
-            Protocol
-        );
-        assert_eq!(handed_over(b"CONNECT a:1 HTTP/1.1\r\n\r\n"), Protocol);
-        assert_eq!(handed_over(b"GET http://a/home HTTP/1.1\r\n\r\n"), Target);
-        assert_eq!(handed_over(b"OPTIONS * HTTP/1.1\r\n\r\n"), Target);
-        assert_eq!(handed_over(b"GET /a{b} HTTP/1.1\r\n\r\n"), Target);
-        assert_eq!(
-            handed_over(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
-            Length
-        );
-        assert_eq!(
-            handed_over(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
-            Length
-        );
-        assert_eq!(
-            handed_over(b"POST / HTTP/1.1\r\nContent-Length: 1025\r\n\r\n"),
-            Length
-        );
-        assert_eq!(handed_over(b"GET /rep HTTP/1.1\r\n\r\n"), Admin);
-        assert_eq!(handed_over(b"DELETE /rm?x HTTP/1.1\r\n\r\n"), Admin);
         let big = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
-        assert_eq!(handed_over(big.as_bytes()), TooLarge);
+        let cases: [(&[u8], HandOver); 17] = [
+            (b"GET /home HTTP/1.0\r\n\r\n", Http10),
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Malformed),
+            (b"GET /home HTTP/1.1\r\nbad header\r\n\r\n", Malformed),
+            (
+                b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Protocol,
+            ),
+            (b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n", Protocol),
+            (b"POST / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", Protocol),
+            (b"CONNECT a:1 HTTP/1.1\r\n\r\n", Protocol),
+            (b"GET http://a/home HTTP/1.1\r\n\r\n", Target),
+            (b"OPTIONS * HTTP/1.1\r\n\r\n", Target),
+            (b"GET /a{b} HTTP/1.1\r\n\r\n", Target),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+                Length,
+            ),
+            (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", Length),
+            (b"POST / HTTP/1.1\r\nContent-Length: 1025\r\n\r\n", Length),
+            (b"GET /rep HTTP/1.1\r\n\r\n", Admin),
+            (b"POST /add HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Admin),
+            (b"DELETE /rm?x HTTP/1.1\r\n\r\n", Admin),
+            (big.as_bytes(), TooLarge),
+        ];
+        for (raw, why) in cases {
+            assert_eq!(handed_over(raw), why, "{}", String::from_utf8_lossy(raw));
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The replica's response head: status, how its body is framed, whether the
 //! connection can carry another request, and the head as the client gets it.
 
-use super::{MAX_HEADERS, request::parse_length, request::tokens};
+use super::{
+    MAX_HEADERS, connection_listed, request::parse_length, request::tokens, write_headers,
+};
 
 /// How the body of a response ends (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,28 +135,20 @@ pub fn rebuild(buf: &[u8], head: &ResponseHead, closing: bool, out: &mut Vec<u8>
     if res.parse(&buf[..head.len]).is_err() {
         return; // parsed by `parse` already
     }
-    let named: Vec<&[u8]> = res
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| tokens(h.value))
-        .collect();
+    let listed = connection_listed(res.headers);
     // The status line as the replica sent it.
     let line_end = buf.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
     out.extend_from_slice(&buf[..line_end]);
-    for header in res.headers.iter() {
-        let dropped = is_hop_by_hop(header.name)
-            || named.iter().any(|n| {
-                n.eq_ignore_ascii_case(header.name.as_bytes())
-                    && !header.name.eq_ignore_ascii_case("transfer-encoding")
-            });
-        if !dropped {
-            out.extend_from_slice(header.name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(header.value);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
+    // `Transfer-Encoding` stays even when listed: the body is forwarded
+    // with the framing it came with.
+    let dropped = |h: &httparse::Header<'_>| {
+        is_hop_by_hop(h.name)
+            || (listed
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(h.name.as_bytes()))
+                && !h.name.eq_ignore_ascii_case("transfer-encoding"))
+    };
+    write_headers(res.headers, dropped, out);
     if closing {
         out.extend_from_slice(b"connection: close\r\n");
     }
