@@ -92,6 +92,8 @@ impl std::str::FromStr for Engine {
 pub struct Shared {
     pub(crate) table: Arc<ArcSwapOption<RouteTable>>,
     pub(crate) admin: Arc<UpstreamPool>,
+    /// The same control plane, for the fast engine.
+    pub(crate) admin_raw: Arc<h1::pool::RawPool>,
     pub(crate) limits: Limits,
     pub(crate) stats: Arc<Stats>,
     pub(crate) engine: Engine,
@@ -224,7 +226,11 @@ impl DataPlaneBuilder {
         Ok(DataPlane {
             shared: Arc::new(Shared {
                 table,
-                admin: UpstreamPool::new(admin, self.limits.upstream_connect_timeout),
+                admin: UpstreamPool::new(admin.clone(), self.limits.upstream_connect_timeout),
+                admin_raw: Arc::new(h1::pool::RawPool::new(
+                    admin,
+                    self.limits.upstream_connect_timeout,
+                )),
                 limits: self.limits,
                 stats,
                 engine: self.engine,

@@ -21,7 +21,7 @@ pub type ProxyBody = Either<PooledBody, Full<Bytes>>;
 pub const MAX_ATTEMPTS: usize = 3;
 
 /// Paths served by the control plane.
-fn is_admin(path: &str) -> bool {
+pub(crate) fn is_admin(path: &str) -> bool {
     matches!(path, "/rep" | "/add" | "/rm")
 }
 

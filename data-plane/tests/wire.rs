@@ -148,11 +148,15 @@ impl Client {
         self.response("GET")
     }
 
-    /// Whether the data plane closed the connection (EOF within the read
-    /// timeout).
+    /// Whether the data plane closed the connection within the read
+    /// timeout: an end of stream, or a reset (a connection still in the
+    /// accept queue when the listener closes is reset by the kernel).
     fn closed(&mut self) -> bool {
         let mut rest = Vec::new();
-        matches!(self.reader.read_to_end(&mut rest), Ok(0))
+        match self.reader.read_to_end(&mut rest) {
+            Ok(n) => n == 0,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
     }
 }
 
@@ -227,6 +231,16 @@ async fn responses_reach_the_client_as_the_replica_framed_them() {
             assert_eq!(client.get("/closes").text(), "bye.", "{engine}");
         }
         assert_eq!(client.get("/home").status, 200, "{engine}");
+
+        // An admin request goes to the control plane, and the same
+        // connection goes on to the replicas.
+        let listed = client.get("/rep");
+        assert_eq!(listed.status, 200, "{engine}");
+        assert!(listed.text().contains("\"N\": 3"), "{engine}: {listed:?}");
+        assert!(
+            client.get("/home").text().starts_with("Hello from: "),
+            "{engine}"
+        );
 
         // A body that ends when the replica closes: the client gets all of
         // it, and then the end of the connection.

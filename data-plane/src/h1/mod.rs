@@ -11,9 +11,10 @@
 //! header map, no per-request allocation, no task or channel per replica
 //! connection.
 //!
-//! What it does not handle itself (HTTP/1.0, chunked request bodies,
-//! upgrades, `Expect`, absolute-form targets, malformed or oversized heads,
-//! the admin paths) it hands over to hyper with the bytes read so far
+//! The admin paths (`/rep`, `/add`, `/rm`) go to the control plane's HTTP
+//! API the same way. What it does not handle itself (HTTP/1.0, chunked
+//! request bodies, upgrades, `Expect`, absolute-form targets, malformed or
+//! oversized heads, HTTP/2) it hands over to hyper with the bytes read so far
 //! ([`rewind`]); hyper then serves that connection to its end, answering
 //! exactly as the rest of the data plane does.
 
@@ -280,6 +281,9 @@ impl ClientConn {
     /// Route one request whose head and body are in `self.buf`, and answer
     /// it. Returns whether the connection can carry another request.
     async fn forward(&mut self, head: &RequestHead) -> io::Result<bool> {
+        if head.admin {
+            return self.forward_admin(head).await;
+        }
         let shared = self.shared.clone();
         let stats = &shared.stats;
         let path = std::str::from_utf8(&self.buf[head.path.clone()]).unwrap_or("/");
@@ -295,7 +299,6 @@ impl ClientConn {
         };
         let request_id = head.request_id.clone().map(|r| &self.buf[r]);
         let key = crate::key::key_of(table.key_source, path, request_id, self.client);
-        let total = head.len + head.body_len;
         let timeout = shared.limits.upstream_timeout;
 
         let mut tried: [&str; MAX_ATTEMPTS] = [""; MAX_ATTEMPTS];
@@ -308,18 +311,7 @@ impl ClientConn {
             tried[attempt] = &upstream.name;
             attempts = attempt + 1;
             upstream.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let bytes: &[u8] = if head.rebuild {
-                self.scratch.clear();
-                request::rebuild(
-                    &self.buf[..head.len],
-                    upstream.raw.authority().as_str(),
-                    &mut self.scratch,
-                );
-                self.scratch.extend_from_slice(&self.buf[head.len..total]);
-                &self.scratch
-            } else {
-                &self.buf[..total]
-            };
+            let bytes = self.outbound(head, upstream.raw.authority());
             let exchanged = tokio::time::timeout(
                 timeout,
                 exchange(&upstream.raw, bytes, head.idempotent, head.is_head),
@@ -327,7 +319,9 @@ impl ClientConn {
             .await;
             let error = match exchanged {
                 Ok(Ok((conn, response))) => {
-                    return self.respond(head, &upstream.raw, conn, &response).await;
+                    return self
+                        .respond(head, &upstream.raw, conn, &response, true)
+                        .await;
                 }
                 Ok(Err(e)) => e,
                 Err(_) => {
@@ -364,16 +358,50 @@ impl ClientConn {
         self.failure(head, StatusCode::BAD_GATEWAY, &what).await
     }
 
-    /// Forward the replica's response (or, for its 404, the spec's 400),
-    /// and return its connection to the pool when it can carry another.
+    /// The request as `authority` gets it: the client's bytes, or the head
+    /// rebuilt (hop-by-hop headers out, `Host` in) and the body.
+    fn outbound(&mut self, head: &RequestHead, authority: &http::uri::Authority) -> &[u8] {
+        let total = head.len + head.body_len;
+        if !head.rebuild {
+            return &self.buf[..total];
+        }
+        self.scratch.clear();
+        request::rebuild(&self.buf[..head.len], authority.as_str(), &mut self.scratch);
+        self.scratch.extend_from_slice(&self.buf[head.len..total]);
+        &self.scratch
+    }
+
+    /// `/rep`, `/add`, `/rm`: to the control plane's admin API, its answer
+    /// back as it is. Not retried, and not timed (a `/add` waits for new
+    /// replicas and every data plane).
+    async fn forward_admin(&mut self, head: &RequestHead) -> io::Result<bool> {
+        let shared = self.shared.clone();
+        shared.stats.admin.fetch_add(1, Ordering::Relaxed);
+        let pool = &shared.admin_raw;
+        let bytes = self.outbound(head, pool.authority());
+        match exchange(pool, bytes, head.idempotent, head.is_head).await {
+            Ok((conn, response)) => self.respond(head, pool, conn, &response, false).await,
+            Err(e) => {
+                let control_plane = pool.authority();
+                tracing::warn!(%control_plane, error = %e, "admin request failed");
+                let what = format!("Control plane is unreachable at {control_plane}: {e}");
+                self.failure(head, StatusCode::BAD_GATEWAY, &what).await
+            }
+        }
+    }
+
+    /// Forward an upstream's response (or, for a replica's 404 when
+    /// `replica_404_is_400`, the spec's 400), and return its connection to
+    /// the pool when it can carry another.
     async fn respond(
         &mut self,
         head: &RequestHead,
         pool: &RawPool,
         mut conn: Conn,
         response: &ResponseHead,
+        replica_404_is_400: bool,
     ) -> io::Result<bool> {
-        if response.status == 404 {
+        if replica_404_is_400 && response.status == 404 {
             if discard_buffered_body(&mut conn, response) {
                 pool.checkin(conn);
             }

@@ -27,8 +27,6 @@ pub enum HandOver {
     /// A `Content-Length` that is invalid, repeated, or over the body limit
     /// (hyper answers 400 or 413).
     Length,
-    /// `/rep`, `/add`, `/rm`: forwarded to the control plane by hyper.
-    Admin,
 }
 
 /// A request head the fast path forwards. Ranges index the client buffer.
@@ -48,6 +46,8 @@ pub struct RequestHead {
     pub close: bool,
     /// The head must be rebuilt for the replica ([`rebuild`]).
     pub rebuild: bool,
+    /// `/rep`, `/add`, `/rm`: for the control plane's admin API.
+    pub admin: bool,
 }
 
 /// What a buffer holds.
@@ -85,10 +85,7 @@ pub fn parse(buf: &[u8], max_head: usize, max_body: usize) -> Parsed {
         return Parsed::HandOver(HandOver::Target);
     }
     let path_len = target.find('?').unwrap_or(target.len());
-    let path = &target[..path_len];
-    if matches!(path, "/rep" | "/add" | "/rm") {
-        return Parsed::HandOver(HandOver::Admin);
-    }
+    let admin = crate::proxy::is_admin(&target[..path_len]);
 
     let mut body_len = None;
     let mut request_id = None;
@@ -133,6 +130,7 @@ pub fn parse(buf: &[u8], max_head: usize, max_body: usize) -> Parsed {
         is_head: method == "HEAD",
         close,
         rebuild: rebuild || !has_host,
+        admin,
     })
 }
 
@@ -248,7 +246,7 @@ mod tests {
         assert_eq!(head.len, raw.len());
         assert_eq!(&raw[head.path.clone()], b"/home");
         assert_eq!(&raw[head.request_id.clone().expect("id")], b"123456");
-        assert!(head.idempotent && !head.is_head && !head.close && !head.rebuild);
+        assert!(head.idempotent && !head.is_head && !head.close && !head.rebuild && !head.admin);
         assert_eq!(head.body_len, 0);
     }
 
@@ -261,6 +259,11 @@ mod tests {
         let head = complete(b"GET / HTTP/1.1\r\nHost: lb\r\nConnection: keep-alive\r\n\r\n");
         assert!(!head.close && head.rebuild);
         assert!(complete(b"GET / HTTP/1.1\r\n\r\n").rebuild, "no Host");
+        for admin in ["GET /rep", "POST /add", "DELETE /rm?x=1"] {
+            let raw = format!("{admin} HTTP/1.1\r\nHost: lb\r\n\r\n");
+            assert!(complete(raw.as_bytes()).admin, "{admin}");
+        }
+        assert!(!complete(b"GET /report HTTP/1.1\r\nHost: lb\r\n\r\n").admin);
         assert_eq!(
             parse(b"GET /home HTTP/1.1\r\nHost", MAX_HEAD, MAX_BODY),
             Parsed::Partial
@@ -271,7 +274,7 @@ mod tests {
     fn what_goes_to_hyper() {
         use HandOver::*;
         let big = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
-        let cases: [(&[u8], HandOver); 17] = [
+        let cases: [(&[u8], HandOver); 14] = [
             (b"GET /home HTTP/1.0\r\n\r\n", Http10),
             (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Malformed),
             (b"GET /home HTTP/1.1\r\nbad header\r\n\r\n", Malformed),
@@ -291,9 +294,6 @@ mod tests {
             ),
             (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", Length),
             (b"POST / HTTP/1.1\r\nContent-Length: 1025\r\n\r\n", Length),
-            (b"GET /rep HTTP/1.1\r\n\r\n", Admin),
-            (b"POST /add HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Admin),
-            (b"DELETE /rm?x HTTP/1.1\r\n\r\n", Admin),
             (big.as_bytes(), TooLarge),
         ];
         for (raw, why) in cases {
