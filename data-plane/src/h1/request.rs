@@ -129,7 +129,9 @@ pub fn parse(buf: &[u8], max_head: usize, max_body: usize) -> Parsed {
         ),
         is_head: method == "HEAD",
         close,
-        rebuild: rebuild || !has_host,
+        // A head with bare LF line ends (httparse accepts them) is rebuilt
+        // with CRLF, so that the replica never has to parse it leniently.
+        rebuild: rebuild || !has_host || has_bare_lf(&buf[..len]),
         admin,
     })
 }
@@ -166,6 +168,13 @@ pub fn rebuild(buf: &[u8], authority: &str, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a line of `head` ends in LF without CR.
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
 }
 
 /// The comma-separated tokens of a header value, trimmed.
@@ -264,6 +273,11 @@ mod tests {
             assert!(complete(raw.as_bytes()).admin, "{admin}");
         }
         assert!(!complete(b"GET /report HTTP/1.1\r\nHost: lb\r\n\r\n").admin);
+        let bare = b"GET /home HTTP/1.1\nHost: lb\nX-A: 1\n\n";
+        assert!(complete(bare).rebuild, "bare LF");
+        let mut out = Vec::new();
+        rebuild(bare, "r:1", &mut out);
+        assert_eq!(out, b"GET /home HTTP/1.1\r\nHost: lb\r\nX-A: 1\r\n\r\n");
         assert_eq!(
             parse(b"GET /home HTTP/1.1\r\nHost", MAX_HEAD, MAX_BODY),
             Parsed::Partial
