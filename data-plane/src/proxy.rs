@@ -54,6 +54,7 @@ async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Respo
     };
     let idempotent = is_idempotent(&parts.method);
 
+    let arrived = std::time::Instant::now();
     let mut tried: [&str; MAX_ATTEMPTS] = [""; MAX_ATTEMPTS];
     let mut attempts = 0;
     for (attempt, member) in table.ring.candidates(key).take(MAX_ATTEMPTS).enumerate() {
@@ -90,7 +91,10 @@ async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Respo
             }
         };
         match sent {
-            Ok(response) => return from_replica(response, parts.uri.path()),
+            Ok(response) => {
+                upstream.stats.latency.observe(arrived.elapsed());
+                return from_replica(response, parts.uri.path());
+            }
             Err(e) => {
                 upstream.stats.errors.fetch_add(1, Ordering::Relaxed);
                 // Retry only when nothing reached the replica, or when the

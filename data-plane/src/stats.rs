@@ -6,14 +6,60 @@
 use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use dashmap::DashMap;
+
+/// Upper bounds of the latency buckets, in microseconds (250 µs … 10 s).
+const BUCKETS_US: [u64; 14] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 10_000_000,
+];
+
+/// A Prometheus histogram of durations: a few relaxed atomic adds per
+/// observation, no lock.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative; rendering sums them).
+    buckets: [AtomicU64; BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        if let Some(i) = BUCKETS_US.iter().position(|&bound| us <= bound) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines of `name` with `labels`.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (bound, bucket) in BUCKETS_US.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let le = *bound as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
 
 /// Counters of one replica.
 #[derive(Debug, Default)]
 pub struct UpstreamStats {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
+    /// From a request's arrival until the response head came back from
+    /// this replica (failover included).
+    pub latency: Histogram,
 }
 
 /// Every counter of a data plane.
@@ -110,6 +156,45 @@ impl Stats {
                 s.errors.load(Ordering::Relaxed)
             );
         }
+        out.push_str("# HELP ringlb_upstream_response_seconds From a request's arrival until the replica's response head (failover included), by replica.\n# TYPE ringlb_upstream_response_seconds histogram\n");
+        for (name, s) in &upstreams {
+            s.latency.render(
+                &mut out,
+                "ringlb_upstream_response_seconds",
+                &format!("replica=\"{name}\""),
+            );
+        }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let histogram = Histogram::default();
+        for us in [100, 300, 300, 2_000, 20_000_000] {
+            histogram.observe(Duration::from_micros(us));
+        }
+        let mut out = String::new();
+        histogram.render(&mut out, "h", "replica=\"a\"");
+        let line = |prefix: &str| {
+            out.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in {out}"))
+                .rsplit(' ')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(line("h_bucket{replica=\"a\",le=\"0.00025\"}"), "1");
+        assert_eq!(line("h_bucket{replica=\"a\",le=\"0.0005\"}"), "3");
+        assert_eq!(line("h_bucket{replica=\"a\",le=\"0.0025\"}"), "4");
+        assert_eq!(line("h_bucket{replica=\"a\",le=\"10\"}"), "4");
+        assert_eq!(line("h_bucket{replica=\"a\",le=\"+Inf\"}"), "5");
+        assert_eq!(line("h_count{replica=\"a\"}"), "5");
+        assert_eq!(line("h_sum{replica=\"a\"}"), "20.0027");
     }
 }

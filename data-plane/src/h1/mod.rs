@@ -301,6 +301,7 @@ impl ClientConn {
         let key = crate::key::key_of(table.key_source, path, request_id, self.client);
         let timeout = shared.limits.upstream_timeout;
 
+        let arrived = std::time::Instant::now();
         let mut tried: [&str; MAX_ATTEMPTS] = [""; MAX_ATTEMPTS];
         let mut attempts = 0;
         for (attempt, member) in table.ring.candidates(key).take(MAX_ATTEMPTS).enumerate() {
@@ -319,6 +320,7 @@ impl ClientConn {
             .await;
             let error = match exchanged {
                 Ok(Ok((conn, response))) => {
+                    upstream.stats.latency.observe(arrived.elapsed());
                     return self
                         .respond(head, &upstream.raw, conn, &response, true)
                         .await;
