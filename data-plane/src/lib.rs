@@ -22,6 +22,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod busy_poll;
 pub mod h1;
 pub mod key;
 pub mod proxy;
