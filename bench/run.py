@@ -29,11 +29,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # "ringlb-hyper" is the same data plane with `--engine hyper`: what the
-# fast engine buys, measured in the same run. The "-busy" rows busy-poll
-# (ringlb `--busy-poll 50us`, HAProxy `busy-polling`; nginx has no such
-# option).
-PROXIES = ["ringlb", "ringlb-hyper", "ringlb-busy", "nginx", "haproxy", "haproxy-busy"]
-BUSY_POLL = "50us"
+# fast engine buys, measured in the same run.
+PROXIES = ["ringlb", "ringlb-hyper", "nginx", "haproxy"]
 WORKLOADS = [("one key (/home)", False), ("spread keys (/k/N)", True)]
 
 
@@ -96,7 +93,6 @@ class Procs:
     def stop(self, proc):
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-            proc.send_signal(signal.SIGCONT)  # in case it was frozen
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -107,7 +103,6 @@ class Procs:
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-                proc.send_signal(signal.SIGCONT)  # in case it was frozen
         for proc in reversed(self.procs):
             try:
                 proc.wait(timeout=10)
@@ -227,19 +222,18 @@ def run(args, tmp, procs):
     admin = f"http://127.0.0.1:{http_port}"
     # Well-mixed hashing for both workloads, like nginx's and HAProxy's.
     http("PUT", f"{admin}/config", '{"request_hash": "xxh3", "vnode_hash": "xxh3", "slots": 4096, "vnodes": 64}')
-    def data_plane(engine, *extra):
+    def data_plane(engine):
         port = free_port()
         proc = procs.start(["taskset", "-c", "0", f"{b}/data-plane", "--listen", f"127.0.0.1:{port}",
                             "--control-plane-grpc", f"http://127.0.0.1:{grpc_port}",
                             "--control-plane-http", f"127.0.0.1:{http_port}", "--workers", str(args.workers),
-                            "--engine", engine, *extra],
+                            "--engine", engine],
                            env=dict(os.environ, RUST_LOG="warn"))
         wait_http(f"http://127.0.0.1:{port}/home")
         return port, proc
 
     dp_port, dp = data_plane("fast")
     hyper_port, hyper_dp = data_plane("hyper")
-    busy_port, busy_dp = data_plane("fast", "--busy-poll", BUSY_POLL)
     listed = json.loads(subprocess.run(
         ["grpcurl", "-plaintext", "-d", "{}", f"127.0.0.1:{grpc_port}", "ringlb.v1.ControlPlane/ListReplicas"],
         capture_output=True, text=True, check=True).stdout)
@@ -248,7 +242,7 @@ def run(args, tmp, procs):
 
     def references(spread):
         """nginx and HAProxy configured for one workload (see the .in files)."""
-        nginx_port, haproxy_port, haproxy_busy_port = free_port(), free_port(), free_port()
+        nginx_port, haproxy_port = free_port(), free_port()
         fill = {
             "@DIR@": tmp, "@PORT@": str(nginx_port),
             "@SERVERS@": "\n".join(f"        server {a};" for a in addresses),
@@ -262,33 +256,26 @@ def run(args, tmp, procs):
         with open(nginx_conf, "w") as f:
             f.write(conf)
         nginx = procs.start(["taskset", "-c", "0", tool("nginx"), "-c", nginx_conf, "-p", tmp])
-        def start_haproxy(port, busy):
-            with open(os.path.join(HERE, "haproxy.cfg.in")) as f:
-                cfg = f.read().replace("@PORT@", str(port)).replace(
-                    "@BALANCE@", "uri" if spread else "random").replace(
-                    "@GLOBAL@", "    busy-polling" if busy else "").replace(
-                    "@SERVERS@", "\n".join(f"    server s{i + 1} {a}" for i, a in enumerate(addresses)))
-            path = os.path.join(tmp, f"haproxy-{port}.cfg")
-            with open(path, "w") as f:
-                f.write(cfg)
-            return procs.start(["taskset", "-c", "0", tool("haproxy"), "-f", path])
-
-        haproxy = start_haproxy(haproxy_port, busy=False)
-        haproxy_busy = start_haproxy(haproxy_busy_port, busy=True)
+        with open(os.path.join(HERE, "haproxy.cfg.in")) as f:
+            cfg = f.read().replace("@PORT@", str(haproxy_port)).replace(
+                "@BALANCE@", "uri" if spread else "random").replace(
+                "@SERVERS@", "\n".join(f"    server s{i + 1} {a}" for i, a in enumerate(addresses)))
+        haproxy_cfg = os.path.join(tmp, "haproxy.cfg")
+        with open(haproxy_cfg, "w") as f:
+            f.write(cfg)
+        haproxy = procs.start(["taskset", "-c", "0", tool("haproxy"), "-f", haproxy_cfg])
         wait_http(f"http://127.0.0.1:{nginx_port}/home")
         wait_http(f"http://127.0.0.1:{haproxy_port}/home")
-        wait_http(f"http://127.0.0.1:{haproxy_busy_port}/home")
         return {
             "nginx": (nginx_port, nginx, lambda: [nginx.pid] + children(nginx.pid)),
             "haproxy": (haproxy_port, haproxy, lambda: [haproxy.pid] + children(haproxy.pid)),
-            "haproxy-busy": (haproxy_busy_port, haproxy_busy, lambda: [haproxy_busy.pid]),
         }
 
     if args.hold:
         refs = references(spread=False)
         hold(args, admin, {"ringlb": (dp_port, dp.pid), "ringlb-hyper": (hyper_port, hyper_dp.pid),
-                           "ringlb-busy": (busy_port, busy_dp.pid),
-                           **{name: (port, proc.pid) for name, (port, proc, _) in refs.items()}})
+                           "nginx": (refs["nginx"][0], refs["nginx"][1].pid),
+                           "haproxy": (refs["haproxy"][0], refs["haproxy"][1].pid)})
         return None
     memory = {"idle_rss_kb": rss_kb(dp.pid)}
     runs = {w: {p: [] for p in PROXIES} for w, _ in WORKLOADS}
@@ -299,28 +286,17 @@ def run(args, tmp, procs):
         targets = {
             "ringlb": (dp_port, lambda: [dp.pid]),
             "ringlb-hyper": (hyper_port, lambda: [hyper_dp.pid]),
-            "ringlb-busy": (busy_port, lambda: [busy_dp.pid]),
-            **{name: (port, pids) for name, (port, _, pids) in refs.items()},
+            "nginx": (refs["nginx"][0], refs["nginx"][2]),
+            "haproxy": (refs["haproxy"][0], refs["haproxy"][2]),
         }
-        # HAProxy's busy-polling spins even when idle: it is kept frozen
-        # (SIGSTOP) except during its own rounds, or it would take half of
-        # core 0 from every other proxy.
-        frozen_when_idle = [refs["haproxy-busy"][1].pid]
         for port, _ in targets.values():  # warm every pool
             wrk(port, spread, 1, args.connections)
-        for pid in frozen_when_idle:
-            os.kill(pid, signal.SIGSTOP)
         for rnd in range(args.rounds):
             for proxy in PROXIES:
                 port, pids = targets[proxy]
-                thawed = [p for p in pids() if p in frozen_when_idle]
-                for pid in thawed:
-                    os.kill(pid, signal.SIGCONT)
                 before = cpu_seconds(pids())
                 r = wrk(port, spread, args.duration, args.connections)
                 r["cpu_cores"] = (cpu_seconds(pids()) - before) / r["seconds"]
-                for pid in thawed:
-                    os.kill(pid, signal.SIGSTOP)
                 r["cpu_us_per_request"] = r["cpu_cores"] * 1e6 / r["rps"]
                 runs[workload][proxy].append(r)
                 log(f"{workload:>20} round {rnd + 1} {proxy:>12}: {r['rps']:>9.0f} req/s  p99 {r['p99_ms']:.2f} ms  "
@@ -348,7 +324,7 @@ def run(args, tmp, procs):
 def hold(args, admin, proxies):
     """Keep everything running until Ctrl-C; print what a profiler needs."""
     for name, (port, pid) in proxies.items():
-        log(f"{name:>12}: http://127.0.0.1:{port}  pid {pid}")
+        log(f"{name:>8}: http://127.0.0.1:{port}  pid {pid}")
     log(f"control plane admin API: {admin}  (ring key source: PUT /config {{\"key_source\": \"path\"}})")
     log("holding; Ctrl-C stops every process this script started")
     try:
@@ -386,9 +362,7 @@ def write_results(args, results):
         "and the three replicas on core 1, rounds interleaved, medians of the rounds. nginx and HAProxy configs: "
         "[`nginx.conf.in`](nginx.conf.in), [`haproxy.cfg.in`](haproxy.cfg.in).",
         "",
-        "`ringlb-hyper` is the same data plane with `--engine hyper` (hyper serves every connection); "
-        f"`ringlb-busy` adds `--busy-poll {BUSY_POLL}`, `haproxy-busy` HAProxy's `busy-polling` (nginx has no "
-        "equivalent). The ratio columns compare each row with `ringlb` (defaults).",
+        "`ringlb-hyper` is the same data plane with `--engine hyper` (hyper serves every connection).",
         "",
         "| workload | proxy | req/s | p50 | p99 | p99.9 | errors | CPU (cores) | CPU per request | "
         "req/s: ringlb ÷ this | CPU per request: this ÷ ringlb |",

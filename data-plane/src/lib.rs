@@ -22,7 +22,6 @@
 //! ```
 #![forbid(unsafe_code)]
 
-pub mod busy_poll;
 pub mod h1;
 pub mod key;
 pub mod proxy;

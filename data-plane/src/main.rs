@@ -92,14 +92,6 @@ struct Args {
     #[arg(long, env = "RINGLB_WORKERS")]
     workers: Option<usize>,
 
-    /// Busy polling: a runtime worker out of work spins this long before it
-    /// sleeps (e.g. `50us`; off by default). Under load it spares the
-    /// processes talking to the data plane the cost of waking it up, for up
-    /// to this much CPU per wake-up; an event arriving during a spin waits
-    /// for its end.
-    #[arg(long, value_parser = humantime::parse_duration)]
-    busy_poll: Option<std::time::Duration>,
-
     /// Print `ready <addr>` on stdout once listening (for scripts and tests
     /// that bind port 0).
     #[arg(long)]
@@ -118,9 +110,6 @@ fn main() -> anyhow::Result<()> {
         }
         None => tokio::runtime::Builder::new_multi_thread(),
     };
-    if let Some(window) = args.busy_poll.filter(|w| !w.is_zero()) {
-        runtime.on_thread_park(ringlb_data_plane::busy_poll::spin_before_park(window));
-    }
     runtime
         .enable_all()
         .build()

@@ -398,12 +398,3 @@ async fn shutdown_closes_idle_and_silent_connections_at_once() {
         );
     }
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn busy_polling_serves_like_the_default() {
-    let wire = start("fast", &["--busy-poll", "50us"]).await;
-    let mut client = Client::connect(&wire.data_plane.addr);
-    assert!(client.get("/home").text().starts_with("Hello from: "));
-    assert_eq!(client.get("/chunked").text(), "hello, world");
-    assert_eq!(client.get("/in-pieces").body.len(), 1_000_000);
-}
