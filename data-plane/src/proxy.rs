@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::Shared;
+use crate::stats::Stats;
+use crate::table::Upstream;
 use crate::upstream::PooledBody;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -19,6 +21,40 @@ pub type ProxyBody = Either<PooledBody, Full<Bytes>>;
 
 /// Replicas tried for one request: the owner and up to two more.
 pub const MAX_ATTEMPTS: usize = 3;
+
+/// The replicas one request was sent to, in order; both engines keep
+/// their counters and the final 502's message through it.
+pub(crate) struct Attempts<'t> {
+    tried: [&'t str; MAX_ATTEMPTS],
+    count: usize,
+}
+
+impl<'t> Attempts<'t> {
+    pub(crate) fn new() -> Self {
+        Attempts {
+            tried: [""; MAX_ATTEMPTS],
+            count: 0,
+        }
+    }
+
+    /// Attempt number `attempt` goes to `upstream`.
+    pub(crate) fn start(&mut self, attempt: usize, upstream: &'t Upstream, stats: &Stats) {
+        if attempt > 0 {
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        self.tried[attempt] = &upstream.name;
+        self.count = attempt + 1;
+        upstream.stats.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every attempt failed: count it, log it, and say so.
+    pub(crate) fn exhausted(&self, stats: &Stats) -> String {
+        stats.unreachable.fetch_add(1, Ordering::Relaxed);
+        let tried = self.tried[..self.count].join(", ");
+        tracing::warn!(%tried, "no replica reachable");
+        format!("No server replica could be reached (tried {tried})")
+    }
+}
 
 /// Paths served by the control plane.
 pub(crate) fn is_admin(path: &str) -> bool {
@@ -55,16 +91,10 @@ async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Respo
     let idempotent = is_idempotent(&parts.method);
 
     let arrived = std::time::Instant::now();
-    let mut tried: [&str; MAX_ATTEMPTS] = [""; MAX_ATTEMPTS];
-    let mut attempts = 0;
+    let mut attempts = Attempts::new();
     for (attempt, member) in table.ring.candidates(key).take(MAX_ATTEMPTS).enumerate() {
         let upstream = &table.upstreams[member];
-        if attempt > 0 {
-            shared.stats.retries.fetch_add(1, Ordering::Relaxed);
-        }
-        tried[attempt] = &upstream.name;
-        attempts = attempt + 1;
-        upstream.stats.requests.fetch_add(1, Ordering::Relaxed);
+        attempts.start(attempt, upstream, &shared.stats);
         let request = upstream_request(
             &parts,
             upstream.pool.authority(),
@@ -112,13 +142,7 @@ async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Respo
             }
         }
     }
-    shared.stats.unreachable.fetch_add(1, Ordering::Relaxed);
-    let tried = tried[..attempts].join(", ");
-    tracing::warn!(%tried, "no replica reachable");
-    failure(
-        StatusCode::BAD_GATEWAY,
-        &format!("No server replica could be reached (tried {tried})"),
-    )
+    failure(StatusCode::BAD_GATEWAY, &attempts.exhausted(&shared.stats))
 }
 
 /// Forward `/rep`, `/add`, `/rm` to the control plane's HTTP admin API.

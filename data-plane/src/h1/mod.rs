@@ -39,7 +39,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::Shared;
-use crate::proxy::MAX_ATTEMPTS;
+use crate::proxy::{Attempts, MAX_ATTEMPTS};
 use chunked::{ChunkedError, ChunkedScanner};
 use pool::{Conn, ConnectError, RawPool};
 use request::{HandOver, Parsed, RequestHead};
@@ -302,16 +302,10 @@ impl ClientConn {
         let timeout = shared.limits.upstream_timeout;
 
         let arrived = std::time::Instant::now();
-        let mut tried: [&str; MAX_ATTEMPTS] = [""; MAX_ATTEMPTS];
-        let mut attempts = 0;
+        let mut attempts = Attempts::new();
         for (attempt, member) in table.ring.candidates(key).take(MAX_ATTEMPTS).enumerate() {
             let upstream = &table.upstreams[member];
-            if attempt > 0 {
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-            }
-            tried[attempt] = &upstream.name;
-            attempts = attempt + 1;
-            upstream.stats.requests.fetch_add(1, Ordering::Relaxed);
+            attempts.start(attempt, upstream, stats);
             let bytes = self.outbound(head, upstream.raw.authority());
             let exchanged = tokio::time::timeout(
                 timeout,
@@ -353,10 +347,7 @@ impl ClientConn {
             );
             return self.failure(head, StatusCode::BAD_GATEWAY, &what).await;
         }
-        stats.unreachable.fetch_add(1, Ordering::Relaxed);
-        let tried = tried[..attempts].join(", ");
-        tracing::warn!(%tried, "no replica reachable");
-        let what = format!("No server replica could be reached (tried {tried})");
+        let what = attempts.exhausted(stats);
         self.failure(head, StatusCode::BAD_GATEWAY, &what).await
     }
 
