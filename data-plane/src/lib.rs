@@ -106,7 +106,8 @@ pub struct Shared {
 pub struct Limits {
     /// Largest request body forwarded (413 beyond).
     pub max_body_bytes: usize,
-    /// Time to send a request head before the connection is closed.
+    /// Time to send a request head before the connection is closed (fast
+    /// engine: also the longest pause within a request body).
     pub header_read_timeout: Duration,
     /// Largest request head (431 beyond); at least [`MIN_HEADER_BYTES`].
     pub max_header_bytes: usize,

@@ -52,7 +52,8 @@ struct Args {
     max_body_bytes: usize,
 
     /// How long a client gets to send a request's headers before its
-    /// connection is closed (slow clients do not hold connections forever).
+    /// connection is closed (slow clients do not hold connections forever);
+    /// with the fast engine, also the longest pause in the middle of a body.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     header_read_timeout: std::time::Duration,
 

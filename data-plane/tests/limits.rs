@@ -42,6 +42,19 @@ async fn slow_headers_big_heads_and_big_bodies() {
         "the slow client still holds its connection after 10 s"
     );
 
+    // So is one that stops in the middle of its body (fast engine).
+    let mut stalled = TcpStream::connect(&dp.addr).await.expect("connect");
+    stalled
+        .write_all(b"POST /home HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut buf)).await;
+    assert!(
+        closed.is_ok(),
+        "the client stalled mid-body still holds its connection after 10 s"
+    );
+
     // A request head over the limit: 431, nothing forwarded.
     let big = "x".repeat(16 * 1024);
     let reply = request(&dp.addr, Method::GET, "/home", "", &[("x-big", &big)]).await;

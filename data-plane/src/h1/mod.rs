@@ -220,11 +220,15 @@ impl ClientConn {
             };
             first = false;
             let total = head.len + head.body_len;
+            // A body gets the header-read timeout too, per read: a client
+            // that stalls in the middle of one is disconnected.
+            let stall = self.shared.limits.header_read_timeout;
             while self.buf.len() < total {
                 self.buf.reserve(total - self.buf.len());
-                if self.stream.read_buf(&mut self.buf).await? == 0 {
-                    return Ok(None); // the client left mid-body
-                }
+                match tokio::time::timeout(stall, self.stream.read_buf(&mut self.buf)).await {
+                    Ok(Ok(0)) | Err(_) => return Ok(None), // left or stalled mid-body
+                    Ok(read) => read?,
+                };
             }
             let keep_open = self.forward(&head).await?;
             self.buf.advance(total);
