@@ -22,6 +22,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod conn;
 pub mod h1;
 pub mod key;
 pub mod proxy;
@@ -48,7 +49,7 @@ use tokio::sync::watch;
 use crate::stats::Stats;
 use crate::subscriber::Subscription;
 use crate::table::RouteTable;
-use crate::upstream::{Pools, UpstreamPool};
+use crate::upstream::{Pools, ReplicaPools};
 
 /// Largest request body forwarded by default.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -91,9 +92,8 @@ impl std::str::FromStr for Engine {
 /// State shared by every connection.
 pub struct Shared {
     pub(crate) table: Arc<ArcSwapOption<RouteTable>>,
-    pub(crate) admin: Arc<UpstreamPool>,
-    /// The same control plane, for the fast engine.
-    pub(crate) admin_raw: Arc<h1::pool::RawPool>,
+    /// The control plane's admin API.
+    pub(crate) admin: ReplicaPools,
     pub(crate) limits: Limits,
     pub(crate) stats: Arc<Stats>,
     pub(crate) engine: Engine,
@@ -227,11 +227,7 @@ impl DataPlaneBuilder {
         Ok(DataPlane {
             shared: Arc::new(Shared {
                 table,
-                admin: UpstreamPool::new(admin.clone(), self.limits.upstream_connect_timeout),
-                admin_raw: Arc::new(h1::pool::RawPool::new(
-                    admin,
-                    self.limits.upstream_connect_timeout,
-                )),
+                admin: ReplicaPools::new(admin, self.limits.upstream_connect_timeout),
                 limits: self.limits,
                 stats,
                 engine: self.engine,

@@ -1,9 +1,11 @@
 //! The request path: admin paths to the control plane, everything else to
 //! the replica that owns the request's key, with failover along the ring.
 
+use std::fmt::Display;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use crate::Shared;
 use crate::stats::Stats;
@@ -22,18 +24,60 @@ pub type ProxyBody = Either<PooledBody, Full<Bytes>>;
 /// Replicas tried for one request: the owner and up to two more.
 pub const MAX_ATTEMPTS: usize = 3;
 
-/// The replicas one request was sent to, in order; both engines keep
-/// their counters and the final 502's message through it.
+/// What the data plane answers itself when a request cannot be served:
+/// one place for the status and the spec-shaped message, whichever engine
+/// serves the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Refusal {
+    /// No replica on the ring (503).
+    pub(crate) fn no_replicas() -> Refusal {
+        Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "No server replicas available".into(),
+        }
+    }
+
+    /// The replica answered 404 for `path` (the spec's 400).
+    pub(crate) fn not_served(path: &str) -> Refusal {
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("'{path}' endpoint does not exist in server replicas"),
+        }
+    }
+
+    /// An admin request could not be forwarded (502).
+    pub(crate) fn control_plane_unreachable(
+        control_plane: &Authority,
+        error: &dyn Display,
+    ) -> Refusal {
+        tracing::warn!(%control_plane, %error, "admin request failed");
+        Refusal {
+            status: StatusCode::BAD_GATEWAY,
+            message: format!("Control plane is unreachable at {control_plane}: {error}"),
+        }
+    }
+}
+
+/// The replicas one request was sent to, in order: both engines keep the
+/// counters, the failover decisions and the refusals through it.
 pub(crate) struct Attempts<'t> {
     tried: [&'t str; MAX_ATTEMPTS],
     count: usize,
+    idempotent: bool,
 }
 
 impl<'t> Attempts<'t> {
-    pub(crate) fn new() -> Self {
+    /// Attempts for a request whose method is `idempotent` or not.
+    pub(crate) fn new(idempotent: bool) -> Self {
         Attempts {
             tried: [""; MAX_ATTEMPTS],
             count: 0,
+            idempotent,
         }
     }
 
@@ -47,12 +91,59 @@ impl<'t> Attempts<'t> {
         upstream.stats.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Every attempt failed: count it, log it, and say so.
-    pub(crate) fn exhausted(&self, stats: &Stats) -> String {
+    /// `upstream` gave no response head within `timeout`: `None` to try
+    /// the next replica (idempotent requests), else the 504.
+    pub(crate) fn timed_out(&self, upstream: &Upstream, timeout: Duration) -> Option<Refusal> {
+        upstream.stats.errors.fetch_add(1, Ordering::Relaxed);
+        if self.idempotent {
+            tracing::debug!(replica = %upstream.name, ?timeout, "no answer in time; trying the next replica");
+            return None;
+        }
+        tracing::warn!(replica = %upstream.name, ?timeout, "replica did not answer a non-idempotent request in time");
+        Some(Refusal {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            message: format!(
+                "Server replica '{}' did not answer within {timeout:?}",
+                upstream.name
+            ),
+        })
+    }
+
+    /// The attempt on `upstream` failed with `error`: `None` to try the
+    /// next replica (when nothing reached this one, or the method may be
+    /// repeated), else the 502.
+    pub(crate) fn failed(
+        &self,
+        upstream: &Upstream,
+        error: &dyn Display,
+        nothing_sent: bool,
+        stats: &Stats,
+    ) -> Option<Refusal> {
+        upstream.stats.errors.fetch_add(1, Ordering::Relaxed);
+        if nothing_sent || self.idempotent {
+            tracing::debug!(replica = %upstream.name, %error, "attempt failed; trying the next replica");
+            return None;
+        }
+        tracing::warn!(replica = %upstream.name, %error, "replica failed a non-idempotent request");
+        stats.unreachable.fetch_add(1, Ordering::Relaxed);
+        Some(Refusal {
+            status: StatusCode::BAD_GATEWAY,
+            message: format!(
+                "Server replica '{}' failed the request: {error}",
+                upstream.name
+            ),
+        })
+    }
+
+    /// Every attempt failed: the 502 naming the replicas tried.
+    pub(crate) fn exhausted(&self, stats: &Stats) -> Refusal {
         stats.unreachable.fetch_add(1, Ordering::Relaxed);
         let tried = self.tried[..self.count].join(", ");
         tracing::warn!(%tried, "no replica reachable");
-        format!("No server replica could be reached (tried {tried})")
+        Refusal {
+            status: StatusCode::BAD_GATEWAY,
+            message: format!("No server replica could be reached (tried {tried})"),
+        }
     }
 }
 
@@ -77,10 +168,7 @@ pub async fn handle(
 async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Response<ProxyBody> {
     let Some(table) = shared.table.load_full().filter(|t| !t.ring.is_empty()) else {
         shared.stats.no_replica.fetch_add(1, Ordering::Relaxed);
-        return failure(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "No server replicas available",
-        );
+        return refused(Refusal::no_replicas());
     };
     let (parts, body) = req.into_parts();
     let key = crate::key::request_key(table.key_source, &parts, client);
@@ -91,7 +179,7 @@ async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Respo
     let idempotent = is_idempotent(&parts.method);
 
     let arrived = std::time::Instant::now();
-    let mut attempts = Attempts::new();
+    let mut attempts = Attempts::new(idempotent);
     for (attempt, member) in table.ring.candidates(key).take(MAX_ATTEMPTS).enumerate() {
         let upstream = &table.upstreams[member];
         attempts.start(attempt, upstream, &shared.stats);
@@ -102,47 +190,19 @@ async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Respo
             body.clone(),
         );
         let timeout = shared.limits.upstream_timeout;
-        let sent = match tokio::time::timeout(timeout, upstream.pool.send(request)).await {
-            Ok(sent) => sent,
-            Err(_) => {
-                upstream.stats.errors.fetch_add(1, Ordering::Relaxed);
-                if idempotent {
-                    tracing::debug!(replica = %upstream.name, ?timeout, "no answer in time; trying the next replica");
-                    continue;
-                }
-                tracing::warn!(replica = %upstream.name, ?timeout, "replica did not answer a non-idempotent request in time");
-                return failure(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    &format!(
-                        "Server replica '{}' did not answer within {timeout:?}",
-                        upstream.name
-                    ),
-                );
-            }
-        };
-        match sent {
-            Ok(response) => {
+        let refusal = match tokio::time::timeout(timeout, upstream.pool.send(request)).await {
+            Ok(Ok(response)) => {
                 upstream.stats.latency.observe(arrived.elapsed());
                 return from_replica(response, parts.uri.path());
             }
-            Err(e) => {
-                upstream.stats.errors.fetch_add(1, Ordering::Relaxed);
-                // Retry only when nothing reached the replica, or when the
-                // method may safely be repeated.
-                if e.nothing_sent() || idempotent {
-                    tracing::debug!(replica = %upstream.name, error = %e, "attempt failed; trying the next replica");
-                    continue;
-                }
-                tracing::warn!(replica = %upstream.name, error = %e, "replica failed a non-idempotent request");
-                shared.stats.unreachable.fetch_add(1, Ordering::Relaxed);
-                return failure(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("Server replica '{}' failed the request: {e}", upstream.name),
-                );
-            }
+            Ok(Err(e)) => attempts.failed(upstream, &e, e.nothing_sent(), &shared.stats),
+            Err(_) => attempts.timed_out(upstream, timeout),
+        };
+        if let Some(refusal) = refusal {
+            return refused(refusal);
         }
     }
-    failure(StatusCode::BAD_GATEWAY, &attempts.exhausted(&shared.stats))
+    refused(attempts.exhausted(&shared.stats))
 }
 
 /// Forward `/rep`, `/add`, `/rm` to the control plane's HTTP admin API.
@@ -152,21 +212,22 @@ async fn forward_admin(shared: &Shared, req: Request<Incoming>) -> Response<Prox
         Ok(outbound) => outbound,
         Err(response) => return response,
     };
-    let request = upstream_request(&parts, shared.admin.authority(), &path_and_query, body);
-    match shared.admin.send(request).await {
+    let request = upstream_request(
+        &parts,
+        shared.admin.hyper.authority(),
+        &path_and_query,
+        body,
+    );
+    match shared.admin.hyper.send(request).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, Either::Left(body))
         }
-        Err(e) => {
-            let control_plane = shared.admin.authority();
-            tracing::warn!(%control_plane, error = %e, "admin request failed");
-            failure(
-                StatusCode::BAD_GATEWAY,
-                &format!("Control plane is unreachable at {control_plane}: {e}"),
-            )
-        }
+        Err(e) => refused(Refusal::control_plane_unreachable(
+            shared.admin.hyper.authority(),
+            &e,
+        )),
     }
 }
 
@@ -211,10 +272,7 @@ fn upstream_request(
 /// replica's 404 becomes the spec's 400 and hop-by-hop headers go.
 fn from_replica(response: Response<PooledBody>, path: &str) -> Response<ProxyBody> {
     if response.status() == StatusCode::NOT_FOUND {
-        return failure(
-            StatusCode::BAD_REQUEST,
-            &format!("'{path}' endpoint does not exist in server replicas"),
-        );
+        return refused(Refusal::not_served(path));
     }
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -249,21 +307,24 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// Whether `name` is hop-by-hop in itself (RFC 9110 §7.6.1, plus the
-/// legacy `keep-alive` and `proxy-connection`).
+/// Headers that concern one connection only (RFC 9110 §7.6.1, plus the
+/// legacy `keep-alive` and `proxy-connection`), lowercase: both engines
+/// drop them.
+pub(crate) const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Whether `name` is hop-by-hop in itself.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "proxy-authorization"
-            | "proxy-authenticate"
-            | "keep-alive"
-            | "proxy-connection"
-    )
+    HOP_BY_HOP.contains(&name.as_str())
 }
 
 /// Remove the hop-by-hop headers, including any the `Connection` header
@@ -288,6 +349,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named.iter().chain(hop.iter()) {
         headers.remove(name);
     }
+}
+
+/// The data plane's own answer for `refusal`.
+pub(crate) fn refused(refusal: Refusal) -> Response<ProxyBody> {
+    failure(refusal.status, &refusal.message)
 }
 
 /// A JSON error in the spec's shape.

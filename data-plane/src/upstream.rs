@@ -3,7 +3,7 @@
 //!
 //! Written for the request path instead of hyper-util's general client: one
 //! pool per upstream held by the routing table (no pool-key hashing, no
-//! global map), idle connections in a short-held mutex'd stack (most recently
+//! global map), idle connections in an [`IdleStack`](crate::conn::IdleStack) (most recently
 //! used first, so hot connections stay hot), and a connection goes back to
 //! the pool the moment its response body ends ([`PooledBody`]). A request
 //! that a stale pooled connection could not even send comes back from hyper
@@ -11,7 +11,7 @@
 //! restart or an idle close never fails a request that never left.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,12 +24,11 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 
-use crate::h1::pool::{RawPool, connect_within};
+use crate::conn::{IdleStack, connect_within};
+use crate::h1::pool::RawPool;
 
 /// How long establishing a connection may take, by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Idle connections kept per upstream.
-pub const MAX_IDLE: usize = 1024;
 
 type Sender = SendRequest<Full<Bytes>>;
 
@@ -68,7 +67,7 @@ impl UpstreamError {
 pub struct UpstreamPool {
     authority: Authority,
     connect_timeout: Duration,
-    idle: Mutex<Vec<Sender>>,
+    idle: IdleStack<Sender>,
 }
 
 impl UpstreamPool {
@@ -78,7 +77,7 @@ impl UpstreamPool {
         Arc::new(UpstreamPool {
             authority,
             connect_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: IdleStack::default(),
         })
     }
 
@@ -86,29 +85,13 @@ impl UpstreamPool {
         &self.authority
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Sender>> {
-        // Every critical section is a push or a pop: a panic cannot leave
-        // the stack inconsistent.
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn checkout(&self) -> Option<Sender> {
-        let mut idle = self.idle();
-        while let Some(sender) = idle.pop() {
-            if !sender.is_closed() {
-                return Some(sender);
-            }
-        }
-        None
+        self.idle.pop_usable(|sender| !sender.is_closed())
     }
 
     fn checkin(&self, sender: Sender) {
-        if sender.is_closed() {
-            return;
-        }
-        let mut idle = self.idle();
-        if idle.len() < MAX_IDLE {
-            idle.push(sender);
+        if !sender.is_closed() {
+            self.idle.push(sender);
         }
     }
 
@@ -237,12 +220,22 @@ impl Body for PooledBody {
     }
 }
 
-/// The connection pools of one replica: hyper's, for the requests hyper
-/// serves, and the fast path's ([`RawPool`]).
+/// The connection pools of one upstream (a replica or the control plane):
+/// hyper's, for the requests hyper serves, and the fast path's
+/// ([`RawPool`]).
 #[derive(Debug, Clone)]
 pub struct ReplicaPools {
     pub hyper: Arc<UpstreamPool>,
     pub raw: Arc<RawPool>,
+}
+
+impl ReplicaPools {
+    pub fn new(authority: Authority, connect_timeout: Duration) -> ReplicaPools {
+        ReplicaPools {
+            hyper: UpstreamPool::new(authority.clone(), connect_timeout),
+            raw: Arc::new(RawPool::new(authority, connect_timeout)),
+        }
+    }
 }
 
 /// The pools of every upstream the routing table knows, kept across ring
@@ -265,10 +258,7 @@ impl Pools {
     pub fn get(&self, authority: &Authority) -> ReplicaPools {
         self.by_authority
             .entry(authority.clone())
-            .or_insert_with(|| ReplicaPools {
-                hyper: UpstreamPool::new(authority.clone(), self.connect_timeout),
-                raw: Arc::new(RawPool::new(authority.clone(), self.connect_timeout)),
-            })
+            .or_insert_with(|| ReplicaPools::new(authority.clone(), self.connect_timeout))
             .clone()
     }
 

@@ -39,7 +39,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::Shared;
-use crate::proxy::{Attempts, MAX_ATTEMPTS};
+use crate::proxy::{Attempts, HOP_BY_HOP, MAX_ATTEMPTS, Refusal};
 use chunked::{ChunkedError, ChunkedScanner};
 use pool::{Conn, ConnectError, RawPool};
 use request::{HandOver, Parsed, RequestHead};
@@ -55,22 +55,10 @@ const CLIENT_BUFFER: usize = 4 * 1024;
 /// Read at least this much at a time.
 const MIN_READ: usize = 1024;
 
-/// Request headers that concern one connection only (RFC 9110 §7.6.1, plus
-/// the legacy `keep-alive` and `proxy-connection`).
+/// Whether a header named `name` (any case) is hop-by-hop in itself
+/// ([`HOP_BY_HOP`]).
 pub(crate) fn is_hop_by_hop(name: &str) -> bool {
-    [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-authorization",
-        "proxy-authenticate",
-    ]
-    .iter()
-    .any(|hop| name.eq_ignore_ascii_case(hop))
+    HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
 }
 
 /// The header names the `Connection` headers list: hop-by-hop too.
@@ -293,20 +281,14 @@ impl ClientConn {
         let path = std::str::from_utf8(&self.buf[head.path.clone()]).unwrap_or("/");
         let Some(table) = shared.table.load_full().filter(|t| !t.ring.is_empty()) else {
             stats.no_replica.fetch_add(1, Ordering::Relaxed);
-            return self
-                .failure(
-                    head,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "No server replicas available",
-                )
-                .await;
+            return self.refuse(head, Refusal::no_replicas()).await;
         };
         let request_id = head.request_id.clone().map(|r| &self.buf[r]);
         let key = crate::key::key_of(table.key_source, path, request_id, self.client);
         let timeout = shared.limits.upstream_timeout;
 
         let arrived = std::time::Instant::now();
-        let mut attempts = Attempts::new();
+        let mut attempts = Attempts::new(head.idempotent);
         for (attempt, member) in table.ring.candidates(key).take(MAX_ATTEMPTS).enumerate() {
             let upstream = &table.upstreams[member];
             attempts.start(attempt, upstream, stats);
@@ -316,43 +298,21 @@ impl ClientConn {
                 exchange(&upstream.raw, bytes, head.idempotent, head.is_head),
             )
             .await;
-            let error = match exchanged {
+            let refusal = match exchanged {
                 Ok(Ok((conn, response))) => {
                     upstream.stats.latency.observe(arrived.elapsed());
                     return self
                         .respond(head, &upstream.raw, conn, &response, true)
                         .await;
                 }
-                Ok(Err(e)) => e,
-                Err(_) => {
-                    upstream.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    if head.idempotent {
-                        tracing::debug!(replica = %upstream.name, ?timeout, "no answer in time; trying the next replica");
-                        continue;
-                    }
-                    tracing::warn!(replica = %upstream.name, ?timeout, "replica did not answer a non-idempotent request in time");
-                    let what = format!(
-                        "Server replica '{}' did not answer within {timeout:?}",
-                        upstream.name
-                    );
-                    return self.failure(head, StatusCode::GATEWAY_TIMEOUT, &what).await;
-                }
+                Ok(Err(e)) => attempts.failed(upstream, &e, e.nothing_sent(), stats),
+                Err(_) => attempts.timed_out(upstream, timeout),
             };
-            upstream.stats.errors.fetch_add(1, Ordering::Relaxed);
-            if error.nothing_sent() || head.idempotent {
-                tracing::debug!(replica = %upstream.name, %error, "attempt failed; trying the next replica");
-                continue;
+            if let Some(refusal) = refusal {
+                return self.refuse(head, refusal).await;
             }
-            tracing::warn!(replica = %upstream.name, %error, "replica failed a non-idempotent request");
-            stats.unreachable.fetch_add(1, Ordering::Relaxed);
-            let what = format!(
-                "Server replica '{}' failed the request: {error}",
-                upstream.name
-            );
-            return self.failure(head, StatusCode::BAD_GATEWAY, &what).await;
         }
-        let what = attempts.exhausted(stats);
-        self.failure(head, StatusCode::BAD_GATEWAY, &what).await
+        self.refuse(head, attempts.exhausted(stats)).await
     }
 
     /// The request as `authority` gets it: the client's bytes, or the head
@@ -374,15 +334,13 @@ impl ClientConn {
     async fn forward_admin(&mut self, head: &RequestHead) -> io::Result<bool> {
         let shared = self.shared.clone();
         shared.stats.admin.fetch_add(1, Ordering::Relaxed);
-        let pool = &shared.admin_raw;
+        let pool = &shared.admin.raw;
         let bytes = self.outbound(head, pool.authority());
         match exchange(pool, bytes, head.idempotent, head.is_head).await {
             Ok((conn, response)) => self.respond(head, pool, conn, &response, false).await,
             Err(e) => {
-                let control_plane = pool.authority();
-                tracing::warn!(%control_plane, error = %e, "admin request failed");
-                let what = format!("Control plane is unreachable at {control_plane}: {e}");
-                self.failure(head, StatusCode::BAD_GATEWAY, &what).await
+                let refusal = Refusal::control_plane_unreachable(pool.authority(), &e);
+                self.refuse(head, refusal).await
             }
         }
     }
@@ -402,11 +360,8 @@ impl ClientConn {
             if discard_buffered_body(&mut conn, response) {
                 pool.checkin(conn);
             }
-            let what = format!(
-                "'{}' endpoint does not exist in server replicas",
-                String::from_utf8_lossy(&self.buf[head.path.clone()])
-            );
-            return self.failure(head, StatusCode::BAD_REQUEST, &what).await;
+            let path = String::from_utf8_lossy(&self.buf[head.path.clone()]).into_owned();
+            return self.refuse(head, Refusal::not_served(&path)).await;
         }
         let closing = head.close || response.framing == Framing::UntilClose;
         let rebuilt = if response.rebuild || closing {
@@ -428,15 +383,10 @@ impl ClientConn {
     }
 
     /// Answer with the spec's JSON error.
-    async fn failure(
-        &mut self,
-        head: &RequestHead,
-        status: StatusCode,
-        what: &str,
-    ) -> io::Result<bool> {
-        let body = ringlb_api::failure(what);
+    async fn refuse(&mut self, head: &RequestHead, refusal: Refusal) -> io::Result<bool> {
+        let body = ringlb_api::failure(&refusal.message);
         self.scratch.clear();
-        write_own_head(&mut self.scratch, status, body.len(), head.close);
+        write_own_head(&mut self.scratch, refusal.status, body.len(), head.close);
         if !head.is_head {
             self.scratch.extend_from_slice(&body);
         }

@@ -1,8 +1,7 @@
 //! Keep-alive connections to one replica for the fast path: a TCP stream
 //! and its read buffer, nothing else (no dispatch task, no channel). Idle
-//! connections wait in a short-held mutex'd stack, most recently used first.
+//! connections wait in an [`IdleStack`], most recently used first.
 
-use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -10,8 +9,8 @@ use bytes::BytesMut;
 use http::uri::Authority;
 use tokio::net::TcpStream;
 
-/// Idle connections kept per replica.
-pub const MAX_IDLE: usize = 1024;
+use crate::conn::{IdleStack, connect_within};
+
 /// Initial read buffer of a replica connection.
 const READ_BUFFER: usize = 8 * 1024;
 
@@ -39,7 +38,7 @@ pub struct ConnectError {
 pub struct RawPool {
     authority: Authority,
     connect_timeout: Duration,
-    idle: Mutex<Vec<Conn>>,
+    idle: IdleStack<Conn>,
 }
 
 impl RawPool {
@@ -47,7 +46,7 @@ impl RawPool {
         RawPool {
             authority,
             connect_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: IdleStack::default(),
         }
     }
 
@@ -55,29 +54,15 @@ impl RawPool {
         &self.authority
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
-        // Every critical section is a push or a pop: a panic cannot leave
-        // the stack inconsistent.
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The most recently used idle connection that still looks open.
     pub fn checkout(&self) -> Option<Conn> {
-        loop {
-            let conn = self.idle().pop()?;
-            if still_open(&conn.stream) {
-                return Some(conn);
-            }
-        }
+        self.idle.pop_usable(|conn| still_open(&conn.stream))
     }
 
     /// Return a connection whose last response was read to its end.
     pub fn checkin(&self, mut conn: Conn) {
         conn.reused = true;
-        let mut idle = self.idle();
-        if idle.len() < MAX_IDLE {
-            idle.push(conn);
-        }
+        self.idle.push(conn);
     }
 
     /// A new connection, within the connect timeout.
@@ -94,17 +79,6 @@ impl RawPool {
             reused: false,
         })
     }
-}
-
-/// A TCP connection to `authority` (with `TCP_NODELAY`) within `within`;
-/// the error says why not.
-pub async fn connect_within(authority: &Authority, within: Duration) -> Result<TcpStream, String> {
-    let stream = tokio::time::timeout(within, TcpStream::connect(authority.as_str()))
-        .await
-        .map_err(|_| format!("no connection within {within:?}"))?
-        .map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
 }
 
 /// Whether an idle connection can carry a request: the reactor has seen no

@@ -41,20 +41,13 @@ pub enum ResponseError {
     Length,
 }
 
-/// Response headers the proxy drops; `Transfer-Encoding` and `Trailer`
-/// stay, because a chunked body is forwarded as it is.
+/// Response headers the proxy drops: the hop-by-hop ones but
+/// `Transfer-Encoding` and `Trailer`, which stay because a chunked body is
+/// forwarded as it is.
 fn is_hop_by_hop(name: &str) -> bool {
-    [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "upgrade",
-        "proxy-authenticate",
-        "proxy-authorization",
-    ]
-    .iter()
-    .any(|hop| name.eq_ignore_ascii_case(hop))
+    super::is_hop_by_hop(name)
+        && !name.eq_ignore_ascii_case("transfer-encoding")
+        && !name.eq_ignore_ascii_case("trailer")
 }
 
 /// Parse the response head at the start of `buf`; `Ok(None)`: not all here.
