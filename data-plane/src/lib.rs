@@ -22,6 +22,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod busy_poll;
 pub mod conn;
 pub mod h1;
 pub mod key;
@@ -46,6 +47,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::busy_poll::Activity;
 use crate::stats::Stats;
 use crate::subscriber::Subscription;
 use crate::table::RouteTable;
@@ -98,6 +100,18 @@ pub struct Shared {
     pub(crate) stats: Arc<Stats>,
     pub(crate) engine: Engine,
     pub(crate) hyper: auto::Builder<TokioExecutor>,
+    /// Told of every request when busy polling is on.
+    pub(crate) activity: Option<Arc<Activity>>,
+}
+
+impl Shared {
+    /// Note a request or a response (wakes the busy-poll spinner, if any).
+    #[inline]
+    pub(crate) fn note_activity(&self) {
+        if let Some(activity) = &self.activity {
+            activity.touch();
+        }
+    }
 }
 
 /// What one client may cost: each limit ends only the offending request or
@@ -159,6 +173,7 @@ pub struct DataPlaneBuilder {
     subscriber: Option<String>,
     limits: Limits,
     engine: Engine,
+    busy_poll: Option<Duration>,
 }
 
 impl DataPlaneBuilder {
@@ -191,6 +206,14 @@ impl DataPlaneBuilder {
     /// How client connections are served (default: [`Engine::Fast`]).
     pub fn engine(mut self, engine: Engine) -> Self {
         self.engine = engine;
+        self
+    }
+
+    /// Keep the runtime's thread polling for `window` after each request
+    /// instead of sleeping ([`busy_poll`]); needs a current-thread runtime.
+    /// Off (`None`) by default.
+    pub fn busy_poll(mut self, window: Option<Duration>) -> Self {
+        self.busy_poll = window.filter(|w| !w.is_zero());
         self
     }
 
@@ -232,8 +255,10 @@ impl DataPlaneBuilder {
                 stats,
                 engine: self.engine,
                 hyper: hyper_server(&self.limits),
+                activity: self.busy_poll.map(|_| Arc::new(Activity::default())),
             }),
             subscription,
+            busy_poll: self.busy_poll,
         })
     }
 }
@@ -242,6 +267,7 @@ impl DataPlaneBuilder {
 pub struct DataPlane {
     shared: Arc<Shared>,
     subscription: Subscription,
+    busy_poll: Option<Duration>,
 }
 
 impl DataPlane {
@@ -252,6 +278,7 @@ impl DataPlane {
             subscriber: None,
             limits: Limits::default(),
             engine: Engine::default(),
+            busy_poll: None,
         }
     }
 
@@ -266,15 +293,26 @@ impl DataPlane {
     }
 
     /// Watch the ring and proxy requests accepted on `listener` until
-    /// `shutdown` resolves; then drain open connections.
+    /// `shutdown` resolves; then drain open connections. With busy polling
+    /// on, fails at once unless called on a current-thread runtime.
     pub async fn run(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        let spinner = match (self.busy_poll, &self.shared.activity) {
+            (Some(window), Some(activity)) => {
+                busy_poll::check_runtime().map_err(std::io::Error::other)?;
+                Some(tokio::spawn(busy_poll::spin(activity.clone(), window)))
+            }
+            _ => None,
+        };
         let watcher = tokio::spawn(self.subscription.run());
         let result = serve(listener, self.shared, shutdown).await;
         watcher.abort();
+        if let Some(spinner) = spinner {
+            spinner.abort();
+        }
         result
     }
 }
@@ -354,6 +392,7 @@ pub(crate) async fn serve_with_hyper<I>(
     let http = shared.hyper.clone();
     let service = service_fn(move |req| {
         let shared = shared.clone();
+        shared.note_activity();
         async move { Ok::<_, Infallible>(proxy::handle(shared, client, req).await) }
     });
     let conn = http.serve_connection_with_upgrades(TokioIo::new(io), service);

@@ -93,6 +93,15 @@ struct Args {
     #[arg(long, env = "RINGLB_WORKERS")]
     workers: Option<usize>,
 
+    /// Busy polling: after each request keep polling for new events for this
+    /// long (e.g. `50us`) instead of sleeping, so the cores sending to the
+    /// data plane do not pay to wake it (worth several percent of req/s when
+    /// the clients' or replicas' cores are the bottleneck; see
+    /// bench/RESULTS.md). Costs up to one core under load and nothing once
+    /// idle for that long. Needs `--workers 1`. Off by default.
+    #[arg(long, env = "RINGLB_BUSY_POLL", value_parser = humantime::parse_duration)]
+    busy_poll: Option<std::time::Duration>,
+
     /// Print `ready <addr>` on stdout once listening (for scripts and tests
     /// that bind port 0).
     #[arg(long)]
@@ -101,6 +110,9 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.busy_poll.is_some() && args.workers != Some(1) {
+        anyhow::bail!("--busy-poll needs --workers 1 (busy polling keeps one thread awake)");
+    }
     ringlb_rt::init_tracing("info");
     let mut runtime = match args.workers {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
@@ -131,7 +143,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             upstream_connect_timeout: args.upstream_connect_timeout,
             idle_timeout: args.idle_timeout,
         })
-        .engine(args.engine);
+        .engine(args.engine)
+        .busy_poll(args.busy_poll);
     if let Some(id) = args.subscriber_id {
         builder = builder.subscriber_id(id);
     }

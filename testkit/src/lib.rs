@@ -165,6 +165,29 @@ pub fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// CPU seconds (user + system) process `pid` has used so far; 0 once gone.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The fields after the command name (in parentheses): utime is the
+    // 12th, stime the 13th, in clock ticks.
+    let ticks: u64 = stat
+        .rsplit(')')
+        .next()
+        .map(|rest| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    ticks as f64 / per_second as f64
+}
+
 /// A response as the client saw it.
 #[derive(Debug)]
 pub struct Reply {

@@ -207,6 +207,7 @@ impl ClientConn {
                 HeadRead::HandOver(why) => return Ok(Some(why)),
             };
             first = false;
+            self.shared.note_activity();
             let total = head.len + head.body_len;
             // A body gets the header-read timeout too, per read: a client
             // that stalls in the middle of one is disconnected.
@@ -300,6 +301,7 @@ impl ClientConn {
             .await;
             let refusal = match exchanged {
                 Ok(Ok((conn, response))) => {
+                    shared.note_activity();
                     upstream.stats.latency.observe(arrived.elapsed());
                     return self
                         .respond(head, &upstream.raw, conn, &response, true)
