@@ -29,8 +29,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # "ringlb-hyper" is the same data plane with `--engine hyper`: what the
-# fast engine buys, measured in the same run.
-PROXIES = ["ringlb", "ringlb-hyper", "nginx", "haproxy"]
+# fast engine buys, measured in the same run. The "-busy-poll(ing)" rows are
+# ringlb with `--busy-poll` and HAProxy with `busy-polling`: each proxy's
+# option to poll instead of sleeping between events.
+PROXIES = ["ringlb", "ringlb-busy-poll", "ringlb-hyper", "nginx", "haproxy", "haproxy-busy-polling"]
 WORKLOADS = [("one key (/home)", False), ("spread keys (/k/N)", True)]
 
 
@@ -54,9 +56,10 @@ def ensure_tools():
 
 def execute(args, run, write, shown=lambda result: result):
     """Run `run(args, procs)`, stopping every process it started at the end,
-    on Ctrl-C and on SIGTERM; print (the `shown` part of) its result as JSON
+    on Ctrl-C, SIGTERM and SIGHUP; print (the `shown` part of) its result as JSON
     and `write` it unless `--smoke`."""
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     procs = Procs()
     try:
         result = run(args, procs)
@@ -92,6 +95,7 @@ class Procs:
 
     def stop(self, proc):
         if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # in case it is paused
             proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=10)
@@ -102,6 +106,7 @@ class Procs:
     def stop_all(self):
         for proc in reversed(self.procs):
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
                 proc.send_signal(signal.SIGTERM)
         for proc in reversed(self.procs):
             try:
@@ -193,6 +198,11 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per workload (default 3)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     parser.add_argument("--workers", type=int, default=1, help="data-plane runtime workers (default 1: it is pinned to one core)")
+    parser.add_argument("--busy-poll", default="200us",
+                        help="busy-poll window of the ringlb-busy-poll row (data-plane --busy-poll; default 200us)")
+    parser.add_argument("--proxies", default=",".join(PROXIES),
+                        help=f"comma-separated rows to measure (default: all of {','.join(PROXIES)}); "
+                             "ringlb is always measured")
     parser.add_argument("--smoke", action="store_true", help="1 round of 1 s, no RESULTS.md update")
     parser.add_argument("--hold", action="store_true",
                         help="start the replicas and the three proxies, print their ports and PIDs, and wait for "
@@ -200,6 +210,10 @@ def main():
     args = parser.parse_args()
     if args.smoke:
         args.duration, args.rounds = 1, 1
+    unknown = set(args.proxies.split(",")) - set(PROXIES)
+    if unknown:
+        parser.error(f"unknown proxies: {', '.join(sorted(unknown))} (known: {', '.join(PROXIES)})")
+    args.proxies = [p for p in PROXIES if p in args.proxies.split(",") or p == "ringlb"]
     if os.cpu_count() < 2:
         raise SystemExit("the bench pins the proxies and the load to different cores: it needs 2")
     ensure_tools()
@@ -222,25 +236,29 @@ def run(args, tmp, procs):
     admin = f"http://127.0.0.1:{http_port}"
     # Well-mixed hashing for both workloads, like nginx's and HAProxy's.
     http("PUT", f"{admin}/config", '{"request_hash": "xxh3", "vnode_hash": "xxh3", "slots": 4096, "vnodes": 64}')
-    def data_plane(engine):
+    def data_plane(*extra):
         port = free_port()
         proc = procs.start(["taskset", "-c", "0", f"{b}/data-plane", "--listen", f"127.0.0.1:{port}",
                             "--control-plane-grpc", f"http://127.0.0.1:{grpc_port}",
                             "--control-plane-http", f"127.0.0.1:{http_port}", "--workers", str(args.workers),
-                            "--engine", engine],
+                            *extra],
                            env=dict(os.environ, RUST_LOG="warn"))
         wait_http(f"http://127.0.0.1:{port}/home")
         return port, proc
 
-    dp_port, dp = data_plane("fast")
-    hyper_port, hyper_dp = data_plane("hyper")
+    dp_port, dp = data_plane()
+    data_planes = {"ringlb": (dp_port, dp)}
+    if "ringlb-busy-poll" in args.proxies:
+        data_planes["ringlb-busy-poll"] = data_plane("--busy-poll", args.busy_poll)
+    if "ringlb-hyper" in args.proxies:
+        data_planes["ringlb-hyper"] = data_plane("--engine", "hyper")
     listed = json.loads(subprocess.run(
         ["grpcurl", "-plaintext", "-d", "{}", f"127.0.0.1:{grpc_port}", "ringlb.v1.ControlPlane/ListReplicas"],
         capture_output=True, text=True, check=True).stdout)
     addresses = [r["address"] for r in listed["replicas"]]
     log(f"replicas at {', '.join(addresses)}")
 
-    def references(spread):
+    def references(spread, proxies):
         """nginx and HAProxy configured for one workload (see the .in files)."""
         nginx_port, haproxy_port = free_port(), free_port()
         fill = {
@@ -256,52 +274,65 @@ def run(args, tmp, procs):
         with open(nginx_conf, "w") as f:
             f.write(conf)
         nginx = procs.start(["taskset", "-c", "0", tool("nginx"), "-c", nginx_conf, "-p", tmp])
-        with open(os.path.join(HERE, "haproxy.cfg.in")) as f:
-            cfg = f.read().replace("@PORT@", str(haproxy_port)).replace(
-                "@BALANCE@", "uri" if spread else "random").replace(
-                "@SERVERS@", "\n".join(f"    server s{i + 1} {a}" for i, a in enumerate(addresses)))
-        haproxy_cfg = os.path.join(tmp, "haproxy.cfg")
-        with open(haproxy_cfg, "w") as f:
-            f.write(cfg)
-        haproxy = procs.start(["taskset", "-c", "0", tool("haproxy"), "-f", haproxy_cfg])
         wait_http(f"http://127.0.0.1:{nginx_port}/home")
-        wait_http(f"http://127.0.0.1:{haproxy_port}/home")
-        return {
-            "nginx": (nginx_port, nginx, lambda: [nginx.pid] + children(nginx.pid)),
-            "haproxy": (haproxy_port, haproxy, lambda: [haproxy.pid] + children(haproxy.pid)),
-        }
+        refs = {"nginx": (nginx_port, nginx)}
+        for name, busy in (("haproxy", False), ("haproxy-busy-polling", True)):
+            if name not in proxies:
+                continue
+            port = free_port()
+            with open(os.path.join(HERE, "haproxy.cfg.in")) as f:
+                cfg = f.read().replace("@PORT@", str(port)).replace(
+                    "@BALANCE@", "uri" if spread else "random").replace(
+                    "@BUSY_POLLING@", "busy-polling" if busy else "").replace(
+                    "@SERVERS@", "\n".join(f"    server s{i + 1} {a}" for i, a in enumerate(addresses)))
+            haproxy_cfg = os.path.join(tmp, f"{name}.cfg")
+            with open(haproxy_cfg, "w") as f:
+                f.write(cfg)
+            haproxy = procs.start(["taskset", "-c", "0", tool("haproxy"), "-f", haproxy_cfg])
+            wait_http(f"http://127.0.0.1:{port}/home")
+            if busy:
+                # It polls even when idle: paused except for its own turns,
+                # or it would take core 0 from the other proxies.
+                haproxy.send_signal(signal.SIGSTOP)
+            refs[name] = (port, haproxy)
+        return refs
 
     if args.hold:
-        refs = references(spread=False)
-        hold(args, admin, {"ringlb": (dp_port, dp.pid), "ringlb-hyper": (hyper_port, hyper_dp.pid),
-                           "nginx": (refs["nginx"][0], refs["nginx"][1].pid),
-                           "haproxy": (refs["haproxy"][0], refs["haproxy"][1].pid)})
+        refs = references(spread=False, proxies=["nginx", "haproxy"])
+        hold(args, admin, {name: (port, proc.pid) for name, (port, proc) in {**data_planes, **refs}.items()})
         return None
     memory = {"idle_rss_kb": rss_kb(dp.pid)}
-    runs = {w: {p: [] for p in PROXIES} for w, _ in WORKLOADS}
+    runs = {w: {p: [] for p in args.proxies} for w, _ in WORKLOADS}
     for workload, spread in WORKLOADS:
         key_source = "path" if spread else "request-id"
         http("PUT", f"{admin}/config", json.dumps({"key_source": key_source}))
-        refs = references(spread)
-        targets = {
-            "ringlb": (dp_port, lambda: [dp.pid]),
-            "ringlb-hyper": (hyper_port, lambda: [hyper_dp.pid]),
-            "nginx": (refs["nginx"][0], refs["nginx"][2]),
-            "haproxy": (refs["haproxy"][0], refs["haproxy"][2]),
-        }
-        for port, _ in targets.values():  # warm every pool
-            wrk(port, spread, 1, args.connections)
+        refs = references(spread, args.proxies)
+        targets = {name: target for name, target in {**data_planes, **refs}.items() if name in args.proxies}
+
+        def measure(proxy, duration):
+            port, proc = targets[proxy]
+            paused = proxy == "haproxy-busy-polling"
+            if paused:
+                proc.send_signal(signal.SIGCONT)
+                time.sleep(0.2)
+            pids = [proc.pid] + children(proc.pid)
+            before = cpu_seconds(pids)
+            r = wrk(port, spread, duration, args.connections)
+            r["cpu_cores"] = (cpu_seconds(pids) - before) / r["seconds"]
+            if paused:
+                proc.send_signal(signal.SIGSTOP)
+            return r
+
+        for proxy in targets:  # warm every pool
+            measure(proxy, 1)
         for rnd in range(args.rounds):
-            for proxy in PROXIES:
-                port, pids = targets[proxy]
-                before = cpu_seconds(pids())
-                r = wrk(port, spread, args.duration, args.connections)
-                r["cpu_cores"] = (cpu_seconds(pids()) - before) / r["seconds"]
+            for proxy in args.proxies:
+                r = measure(proxy, args.duration)
                 r["cpu_us_per_request"] = r["cpu_cores"] * 1e6 / r["rps"]
                 runs[workload][proxy].append(r)
                 log(f"{workload:>20} round {rnd + 1} {proxy:>12}: {r['rps']:>9.0f} req/s  p99 {r['p99_ms']:.2f} ms  "
                     f"errors {r['errors']}  cpu {r['cpu_cores']:.2f}  {r['cpu_us_per_request']:.1f} µs/request")
-        for _, proc, _ in refs.values():
+        for _, proc in refs.values():
             procs.stop(proc)
     socks = hold_connections(dp_port, 1000)
     time.sleep(0.5)
@@ -312,7 +343,7 @@ def run(args, tmp, procs):
     summary = {}
     for workload, _ in WORKLOADS:
         summary[workload] = {}
-        for proxy in PROXIES:
+        for proxy in args.proxies:
             rs = runs[workload][proxy]
             summary[workload][proxy] = {k: statistics.median(r[k] for r in rs)
                                         for k in ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_cores",
@@ -362,21 +393,26 @@ def write_results(args, results):
         "and the three replicas on core 1, rounds interleaved, medians of the rounds. nginx and HAProxy configs: "
         "[`nginx.conf.in`](nginx.conf.in), [`haproxy.cfg.in`](haproxy.cfg.in).",
         "",
-        "`ringlb-hyper` is the same data plane with `--engine hyper` (hyper serves every connection).",
+        "`ringlb-busy-poll` is the same data plane with `--busy-poll "
+        f"{args.busy_poll}`; `ringlb-hyper` with `--engine hyper` (hyper serves every connection); "
+        "`haproxy-busy-polling` is HAProxy's config with `busy-polling` (it polls even when idle, so it is "
+        "paused outside its own turns).",
         "",
         "| workload | proxy | req/s | p50 | p99 | p99.9 | errors | CPU (cores) | CPU per request | "
-        "req/s: ringlb ÷ this | CPU per request: this ÷ ringlb |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "req/s: ringlb ÷ this | req/s: ringlb-busy-poll ÷ this | CPU per request: this ÷ ringlb |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for workload, _ in WORKLOADS:
-        ours = s[workload]["ringlb"]
-        for proxy in PROXIES:
-            r = s[workload][proxy]
-            ratio = "" if proxy == "ringlb" else f"{ours['rps'] / r['rps']:.2f}×"
-            cost = "" if proxy == "ringlb" else f"{r['cpu_us_per_request'] / ours['cpu_us_per_request']:.2f}×"
+        rows = s[workload]
+        for proxy, r in rows.items():
+            def ratio(ours):
+                if ours == proxy or ours not in rows:
+                    return ""
+                return f"{rows[ours]['rps'] / r['rps']:.2f}×"
+            cost = "" if proxy == "ringlb" else f"{r['cpu_us_per_request'] / rows['ringlb']['cpu_us_per_request']:.2f}×"
             lines.append(f"| {workload} | {proxy} | {r['rps']:.0f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
                          f"{r['p999_ms']:.2f} ms | {r['errors']} | {r['cpu_cores']:.2f} | "
-                         f"{r['cpu_us_per_request']:.1f} µs | {ratio} | {cost} |")
+                         f"{r['cpu_us_per_request']:.1f} µs | {ratio('ringlb')} | {ratio('ringlb-busy-poll')} | {cost} |")
     lines += [
         "",
         f"Data plane memory (VmRSS): {mem['idle_rss_kb'] / 1024:.1f} MB idle, "
