@@ -133,6 +133,19 @@ def http(method, url, body=None):
         return r.read().decode()
 
 
+def wakeup_ipis(cpu):
+    """Inter-processor interrupts `cpu` has taken so far that wake or kick
+    it (rescheduling and function-call IPIs, /proc/interrupts RES and CAL):
+    what other cores pay to wake a proxy that sleeps."""
+    total = 0
+    with open("/proc/interrupts") as f:
+        for line in f:
+            fields = line.split()
+            if fields[:1] in (["RES:"], ["CAL:"]):
+                total += int(fields[cpu + 1])
+    return total
+
+
 def cpu_seconds(pids):
     total = 0
     for pid in pids:
@@ -316,9 +329,10 @@ def run(args, tmp, procs):
                 proc.send_signal(signal.SIGCONT)
                 time.sleep(0.2)
             pids = [proc.pid] + children(proc.pid)
-            before = cpu_seconds(pids)
+            before, ipis = cpu_seconds(pids), wakeup_ipis(0)
             r = wrk(port, spread, duration, args.connections)
             r["cpu_cores"] = (cpu_seconds(pids) - before) / r["seconds"]
+            r["ipis_per_1k_requests"] = (wakeup_ipis(0) - ipis) * 1000 / (r["rps"] * r["seconds"])
             if paused:
                 proc.send_signal(signal.SIGSTOP)
             return r
@@ -331,7 +345,8 @@ def run(args, tmp, procs):
                 r["cpu_us_per_request"] = r["cpu_cores"] * 1e6 / r["rps"]
                 runs[workload][proxy].append(r)
                 log(f"{workload:>20} round {rnd + 1} {proxy:>12}: {r['rps']:>9.0f} req/s  p99 {r['p99_ms']:.2f} ms  "
-                    f"errors {r['errors']}  cpu {r['cpu_cores']:.2f}  {r['cpu_us_per_request']:.1f} µs/request")
+                    f"errors {r['errors']}  cpu {r['cpu_cores']:.2f}  {r['cpu_us_per_request']:.1f} µs/request  "
+                    f"IPIs {r['ipis_per_1k_requests']:.1f}/1k requests")
         for _, proc in refs.values():
             procs.stop(proc)
     socks = hold_connections(dp_port, 1000)
@@ -347,7 +362,7 @@ def run(args, tmp, procs):
             rs = runs[workload][proxy]
             summary[workload][proxy] = {k: statistics.median(r[k] for r in rs)
                                         for k in ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_cores",
-                                                  "cpu_us_per_request")}
+                                                  "cpu_us_per_request", "ipis_per_1k_requests")}
             summary[workload][proxy]["errors"] = sum(r["errors"] for r in rs)
     return {"runs": runs, "summary": summary, "memory": memory}
 
@@ -399,8 +414,9 @@ def write_results(args, results):
         "paused outside its own turns).",
         "",
         "| workload | proxy | req/s | p50 | p99 | p99.9 | errors | CPU (cores) | CPU per request | "
+        "wake-up IPIs to core 0 per 1k requests | "
         "req/s: ringlb ÷ this | req/s: ringlb-busy-poll ÷ this | CPU per request: this ÷ ringlb |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for workload, _ in WORKLOADS:
         rows = s[workload]
@@ -412,7 +428,8 @@ def write_results(args, results):
             cost = "" if proxy == "ringlb" else f"{r['cpu_us_per_request'] / rows['ringlb']['cpu_us_per_request']:.2f}×"
             lines.append(f"| {workload} | {proxy} | {r['rps']:.0f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
                          f"{r['p999_ms']:.2f} ms | {r['errors']} | {r['cpu_cores']:.2f} | "
-                         f"{r['cpu_us_per_request']:.1f} µs | {ratio('ringlb')} | {ratio('ringlb-busy-poll')} | {cost} |")
+                         f"{r['cpu_us_per_request']:.1f} µs | {r['ipis_per_1k_requests']:.1f} | "
+                         f"{ratio('ringlb')} | {ratio('ringlb-busy-poll')} | {cost} |")
     lines += [
         "",
         f"Data plane memory (VmRSS): {mem['idle_rss_kb'] / 1024:.1f} MB idle, "
