@@ -13,8 +13,10 @@
 //! runtime a yielded task makes the scheduler poll the reactor without
 //! blocking, so while it spins every I/O event is still picked up at once,
 //! and it costs nothing between requests under load (the scheduler polls the
-//! reactor then anyway). After `window` without a request it goes dormant
-//! until the next one: an idle data plane does not burn its core.
+//! reactor then anyway). After `window` without a request or a replica's
+//! response it goes dormant until the next request: an idle data plane does
+//! not burn its core. Responses count because a burst's gaps, not only the
+//! gaps between requests, are what the window must cover.
 //!
 //! Per request the cost is two plain memory accesses ([`Activity::touch`]).
 

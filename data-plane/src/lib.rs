@@ -100,7 +100,7 @@ pub struct Shared {
     pub(crate) stats: Arc<Stats>,
     pub(crate) engine: Engine,
     pub(crate) hyper: auto::Builder<TokioExecutor>,
-    /// Told of every request when busy polling is on.
+    /// Told of every request and response when busy polling is on.
     pub(crate) activity: Option<Arc<Activity>>,
 }
 
@@ -393,7 +393,14 @@ pub(crate) async fn serve_with_hyper<I>(
     let service = service_fn(move |req| {
         let shared = shared.clone();
         shared.note_activity();
-        async move { Ok::<_, Infallible>(proxy::handle(shared, client, req).await) }
+        async move {
+            let activity = shared.activity.clone();
+            let response = proxy::handle(shared, client, req).await;
+            if let Some(activity) = activity {
+                activity.touch();
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let conn = http.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);

@@ -98,7 +98,7 @@ struct Args {
     /// data plane do not pay to wake it (worth several percent of req/s when
     /// the clients' or replicas' cores are the bottleneck; see
     /// bench/RESULTS.md). Costs up to one core under load and nothing once
-    /// idle for that long. Needs `--workers 1`. Off by default.
+    /// idle for that long. Needs `--workers 1`. Off by default (or 0).
     #[arg(long, env = "RINGLB_BUSY_POLL", value_parser = humantime::parse_duration)]
     busy_poll: Option<std::time::Duration>,
 
@@ -110,7 +110,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.busy_poll.is_some() && args.workers != Some(1) {
+    if args.busy_poll.is_some_and(|window| !window.is_zero()) && args.workers != Some(1) {
         anyhow::bail!("--busy-poll needs --workers 1 (busy polling keeps one thread awake)");
     }
     ringlb_rt::init_tracing("info");
