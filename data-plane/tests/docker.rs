@@ -31,11 +31,13 @@ fn docker_answers() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// `N` distinct ports free on every interface (Docker publishes on
+/// 0.0.0.0): all are held until all are picked, so none is picked twice.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("0.0.0.0:0").expect("a free port"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("bound").port())
 }
 
 /// Run a command to completion; panic with its output if it fails.
@@ -134,7 +136,7 @@ async fn docker_mode_end_to_end() {
             "image {image} is missing: run `make build` (make test does)"
         );
     }
-    let (port, http_port, grpc_port) = (free_port(), free_port(), free_port());
+    let [port, http_port, grpc_port] = free_ports();
     let system = Compose {
         env: vec![
             ("RINGLB_PORT", port.to_string()),
