@@ -2,8 +2,9 @@
 """`make bench`: ringlb's data plane against nginx and HAProxy, side by side.
 
 Starts three replicas (through ringlb's control plane, answering every path),
-ringlb's data plane, nginx and HAProxy, each proxy configured for consistent
-hashing over the same three replicas in its best configuration. Each proxy is
+ringlb's data plane (as it ships, with --busy-poll, and with --engine hyper),
+nginx and HAProxy (with and without busy-polling), each proxy configured for
+consistent hashing over the same three replicas in its best configuration. Each proxy is
 pinned to core 0; wrk and the replicas share core 1. Two workloads (one key:
 `/home`; spread keys: `/k/N`), rounds interleaved (ringlb, nginx, HAProxy,
 ringlb, ...), medians reported. Also the data plane's memory, idle and holding
@@ -218,7 +219,8 @@ def main():
                              "ringlb is always measured")
     parser.add_argument("--smoke", action="store_true", help="1 round of 1 s, no RESULTS.md update")
     parser.add_argument("--hold", action="store_true",
-                        help="start the replicas and the three proxies, print their ports and PIDs, and wait for "
+                        help="start the replicas and the proxies (all but haproxy-busy-polling, which spins when idle), "
+                             "print their ports and PIDs, and wait for "
                              "Ctrl-C instead of measuring (for profiling one proxy by hand)")
     args = parser.parse_args()
     if args.smoke:
@@ -227,6 +229,10 @@ def main():
     if unknown:
         parser.error(f"unknown proxies: {', '.join(sorted(unknown))} (known: {', '.join(PROXIES)})")
     args.proxies = [p for p in PROXIES if p in args.proxies.split(",") or p == "ringlb"]
+    if args.workers != 1 and "ringlb-busy-poll" in args.proxies:
+        log("--busy-poll needs one data-plane worker: no ringlb-busy-poll row with --workers "
+            f"{args.workers}")
+        args.proxies.remove("ringlb-busy-poll")
     if os.cpu_count() < 2:
         raise SystemExit("the bench pins the proxies and the load to different cores: it needs 2")
     ensure_tools()
