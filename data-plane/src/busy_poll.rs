@@ -36,9 +36,12 @@ pub enum BusyPollError {
     NotCurrentThread,
 }
 
-/// What the request path tells the spinner.
-#[derive(Debug, Default)]
+/// What the request path tells the spinner, and how long it spins.
+#[derive(Debug)]
 pub struct Activity {
+    /// How long the spinner keeps polling after the last request or
+    /// response.
+    window: Duration,
     /// A request or response arrived since the spinner last looked.
     busy: AtomicBool,
     /// The spinner waits on `wake`.
@@ -47,6 +50,17 @@ pub struct Activity {
 }
 
 impl Activity {
+    /// Activity of a data plane that polls for `window` after each request
+    /// or response.
+    pub fn new(window: Duration) -> Activity {
+        Activity {
+            window,
+            busy: AtomicBool::new(false),
+            dormant: AtomicBool::new(false),
+            wake: Notify::new(),
+        }
+    }
+
     /// Note a request or a response; wakes a dormant spinner.
     #[inline]
     pub fn touch(&self) {
@@ -65,10 +79,11 @@ pub fn check_runtime() -> Result<(), BusyPollError> {
     }
 }
 
-/// Spin while requests and responses keep arriving; go dormant after
-/// `window` without one.
+/// Spin while requests and responses keep arriving; go dormant after the
+/// window without one.
 /// Runs until dropped (abort its task); call [`check_runtime`] first.
-pub async fn spin(activity: Arc<Activity>, window: Duration) {
+pub async fn spin(activity: Arc<Activity>) {
+    let window = activity.window;
     tracing::info!(?window, "busy polling after each request");
     loop {
         // No clock read while requests keep coming: only once the spinner
@@ -104,9 +119,9 @@ mod tests {
     /// The spinner is dormant after the window and spins again on a touch.
     #[tokio::test(flavor = "current_thread")]
     async fn goes_dormant_and_wakes_on_a_request() {
-        let activity = Arc::new(Activity::default());
+        let activity = Arc::new(Activity::new(Duration::from_millis(5)));
         assert!(check_runtime().is_ok());
-        let spinner = tokio::spawn(spin(activity.clone(), Duration::from_millis(5)));
+        let spinner = tokio::spawn(spin(activity.clone()));
         let dormant = || activity.dormant.load(Ordering::SeqCst);
         // Bounded: it must go dormant well within 10 s.
         let wait_for = |want: bool| {

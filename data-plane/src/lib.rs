@@ -255,10 +255,9 @@ impl DataPlaneBuilder {
                 stats,
                 engine: self.engine,
                 hyper: hyper_server(&self.limits),
-                activity: self.busy_poll.map(|_| Arc::new(Activity::default())),
+                activity: self.busy_poll.map(|window| Arc::new(Activity::new(window))),
             }),
             subscription,
-            busy_poll: self.busy_poll,
         })
     }
 }
@@ -267,7 +266,6 @@ impl DataPlaneBuilder {
 pub struct DataPlane {
     shared: Arc<Shared>,
     subscription: Subscription,
-    busy_poll: Option<Duration>,
 }
 
 impl DataPlane {
@@ -300,12 +298,12 @@ impl DataPlane {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let spinner = match (self.busy_poll, &self.shared.activity) {
-            (Some(window), Some(activity)) => {
+        let spinner = match &self.shared.activity {
+            Some(activity) => {
                 busy_poll::check_runtime().map_err(std::io::Error::other)?;
-                Some(tokio::spawn(busy_poll::spin(activity.clone(), window)))
+                Some(tokio::spawn(busy_poll::spin(activity.clone())))
             }
-            _ => None,
+            None => None,
         };
         let watcher = tokio::spawn(self.subscription.run());
         let result = serve(listener, self.shared, shutdown).await;
