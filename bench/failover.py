@@ -26,7 +26,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from run import children, execute, free_port, http, log, wait_http, write_section  # noqa: E402
+from run import children, execute, free_ports, http, log, wait_http, write_section  # noqa: E402
 
 
 def replica_pid(control_plane_pid, name):
@@ -84,7 +84,7 @@ def one_round(args, admin, cp_pid, dp_port):
 
 def run(args, procs):
     b = args.bin_dir
-    http_port, grpc_port, dp_port = free_port(), free_port(), free_port()
+    http_port, grpc_port, dp_port = free_ports(3)
     cp = procs.start(["taskset", "-c", "1", f"{b}/control-plane", "--http-listen", f"127.0.0.1:{http_port}",
                       "--grpc-listen", f"127.0.0.1:{grpc_port}", "--replicas", "3", "--replica-bin", f"{b}/replica",
                       "--announce"],

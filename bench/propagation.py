@@ -22,7 +22,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import execute, free_port, http, log, wait_http, write_section  # noqa: E402
+from run import execute, free_ports, http, log, wait_http, write_section  # noqa: E402
 
 
 def percentile(values, p):
@@ -45,7 +45,7 @@ def main():
 
 def run(args, procs):
     b = args.bin_dir
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = free_ports(2)
     cp = procs.start([f"{b}/control-plane", "--http-listen", f"127.0.0.1:{http_port}", "--grpc-listen",
                       f"127.0.0.1:{grpc_port}", "--replica-bin", f"{b}/replica", "--announce"],
                      stdout=subprocess.PIPE, text=True, env=dict(os.environ, RUST_LOG="warn"))
@@ -53,7 +53,7 @@ def run(args, procs):
         raise SystemExit("the control plane did not start")
     metrics = []
     for _ in range(args.data_planes):
-        port, metrics_port = free_port(), free_port()
+        port, metrics_port = free_ports(2)
         procs.start([f"{b}/data-plane", "--listen", f"127.0.0.1:{port}", "--control-plane-grpc",
                      f"http://127.0.0.1:{grpc_port}", "--control-plane-http", f"127.0.0.1:{http_port}",
                      "--metrics-listen", f"127.0.0.1:{metrics_port}", "--workers", "1"],

@@ -77,10 +77,32 @@ def tool(name):
     return shutil.which(name) or f"/usr/sbin/{name}"
 
 
+def free_ports(count):
+    """`count` distinct free loopback ports: all are held until all are
+    picked, so none is picked twice."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def render(template, fill, path):
+    """Write bench/`template` to `path` with every key of `fill` replaced."""
+    with open(os.path.join(HERE, template)) as f:
+        text = f.read()
+    for key, value in fill.items():
+        text = text.replace(key, value)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
 
 
 class Procs:
@@ -245,7 +267,7 @@ def main():
 
 def run(args, tmp, procs):
     b = args.bin_dir
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = free_ports(2)
     cp = procs.start(["taskset", "-c", "1", f"{b}/control-plane", "--http-listen", f"127.0.0.1:{http_port}",
                       "--grpc-listen", f"127.0.0.1:{grpc_port}", "--replicas", "3", "--replica-bin", f"{b}/replica",
                       "--replica-arg=--serve-any-path", "--announce"],
@@ -279,19 +301,12 @@ def run(args, tmp, procs):
 
     def references(spread, proxies):
         """nginx and HAProxy configured for one workload (see the .in files)."""
-        nginx_port, haproxy_port = free_port(), free_port()
-        fill = {
+        nginx_port = free_port()
+        nginx_conf = render("nginx.conf.in", {
             "@DIR@": tmp, "@PORT@": str(nginx_port),
             "@SERVERS@": "\n".join(f"        server {a};" for a in addresses),
             "@KEY@": "$request_uri" if spread else "$request_id",
-        }
-        with open(os.path.join(HERE, "nginx.conf.in")) as f:
-            conf = f.read()
-        for k, v in fill.items():
-            conf = conf.replace(k, v)
-        nginx_conf = os.path.join(tmp, "nginx.conf")
-        with open(nginx_conf, "w") as f:
-            f.write(conf)
+        }, os.path.join(tmp, "nginx.conf"))
         nginx = procs.start(["taskset", "-c", "0", tool("nginx"), "-c", nginx_conf, "-p", tmp])
         wait_http(f"http://127.0.0.1:{nginx_port}/home")
         refs = {"nginx": (nginx_port, nginx)}
@@ -299,14 +314,12 @@ def run(args, tmp, procs):
             if name not in proxies:
                 continue
             port = free_port()
-            with open(os.path.join(HERE, "haproxy.cfg.in")) as f:
-                cfg = f.read().replace("@PORT@", str(port)).replace(
-                    "@BALANCE@", "uri" if spread else "random").replace(
-                    "@BUSY_POLLING@", "busy-polling" if busy else "").replace(
-                    "@SERVERS@", "\n".join(f"    server s{i + 1} {a}" for i, a in enumerate(addresses)))
-            haproxy_cfg = os.path.join(tmp, f"{name}.cfg")
-            with open(haproxy_cfg, "w") as f:
-                f.write(cfg)
+            haproxy_cfg = render("haproxy.cfg.in", {
+                "@PORT@": str(port),
+                "@BALANCE@": "uri" if spread else "random",
+                "@BUSY_POLLING@": "busy-polling" if busy else "",
+                "@SERVERS@": "\n".join(f"    server s{i + 1} {a}" for i, a in enumerate(addresses)),
+            }, os.path.join(tmp, f"{name}.cfg"))
             haproxy = procs.start(["taskset", "-c", "0", tool("haproxy"), "-f", haproxy_cfg])
             wait_http(f"http://127.0.0.1:{port}/home")
             if busy:
