@@ -2,7 +2,6 @@
 
 use std::net::IpAddr;
 
-use http::request::Parts;
 use ringlb_ring::{KeySource, key_of_bytes};
 
 /// The spec's request ids are 6-digit numbers.
@@ -10,16 +9,6 @@ const RANDOM_IDS: std::ops::RangeInclusive<u64> = 100_000..=999_999;
 
 /// The header a client uses to pick its own request id.
 pub const REQUEST_ID: &str = "x-request-id";
-
-/// The key of a request under `source`.
-#[inline]
-pub fn request_key(source: KeySource, parts: &Parts, client: IpAddr) -> u64 {
-    let request_id = match source {
-        KeySource::RequestId => parts.headers.get(REQUEST_ID).map(|v| v.as_bytes()),
-        _ => None,
-    };
-    key_of(source, parts.uri.path(), request_id, client)
-}
 
 /// The key of a request for `path` with the `X-Request-ID` value
 /// `request_id`, from `client`, under `source`.
@@ -52,40 +41,24 @@ fn id_of(value: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
-    fn parts(path: &str, id: Option<&str>) -> Parts {
-        let mut builder = http::Request::get(path);
-        if let Some(id) = id {
-            builder = builder.header(REQUEST_ID, id);
-        }
-        builder.body(()).expect("request").into_parts().0
-    }
-
     #[test]
     fn keys_by_source() {
         let ip: IpAddr = [10, 0, 0, 1].into();
+        let key = |source, path, id: Option<&str>| key_of(source, path, id.map(str::as_bytes), ip);
+        assert_eq!(key(KeySource::RequestId, "/home", Some("123456")), 123_456);
+        assert_eq!(key(KeySource::RequestId, "/home", Some(" 42 ")), 42);
         assert_eq!(
-            request_key(KeySource::RequestId, &parts("/home", Some("123456")), ip),
-            123_456
+            key(KeySource::RequestId, "/home", Some("abc")),
+            key_of_bytes(b"abc")
         );
-        assert_eq!(
-            request_key(KeySource::RequestId, &parts("/home", Some(" 42 ")), ip),
-            42
-        );
-        let named = request_key(KeySource::RequestId, &parts("/home", Some("abc")), ip);
-        assert_eq!(named, key_of_bytes(b"abc"));
         for _ in 0..1000 {
-            let k = request_key(KeySource::RequestId, &parts("/home", None), ip);
-            assert!(RANDOM_IDS.contains(&k));
-            let k = request_key(KeySource::Random, &parts("/home", Some("7")), ip);
-            assert!(RANDOM_IDS.contains(&k));
+            assert!(RANDOM_IDS.contains(&key(KeySource::RequestId, "/home", None)));
+            assert!(RANDOM_IDS.contains(&key(KeySource::Random, "/home", Some("7"))));
         }
         assert_eq!(
-            request_key(KeySource::ClientIp, &parts("/a", None), ip),
+            key(KeySource::ClientIp, "/a", None),
             key_of_bytes(&[10, 0, 0, 1])
         );
-        assert_eq!(
-            request_key(KeySource::Path, &parts("/a?x=1", None), ip),
-            key_of_bytes(b"/a")
-        );
+        assert_eq!(key(KeySource::Path, "/a", None), key_of_bytes(b"/a"));
     }
 }

@@ -5,7 +5,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use ringlb_data_plane::DataPlane;
+use ringlb_data_plane::config::{self, Engine, Limits};
+use ringlb_data_plane::{DataPlane, server};
+
+/// Where the data plane serves clients by default.
+const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
 
 /// mimalloc instead of glibc's malloc: the request path allocates small,
 /// short-lived buffers, where glibc's arenas showed up at ~4 % of the data
@@ -19,24 +23,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(version, about)]
 struct Args {
     /// Address to serve clients on.
-    #[arg(long, env = "RINGLB_LISTEN", default_value = "0.0.0.0:5000")]
+    #[arg(long, env = "RINGLB_LISTEN", default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
 
     /// The control plane's gRPC endpoint (ring stream).
-    #[arg(
-        long,
-        env = "RINGLB_CONTROL_PLANE_GRPC",
-        default_value = "http://127.0.0.1:50051"
-    )]
+    #[arg(long, env = "RINGLB_CONTROL_PLANE_GRPC", default_value = server::DEFAULT_CONTROL_PLANE_GRPC)]
     control_plane_grpc: String,
 
     /// The control plane's HTTP admin address (host:port) that /rep, /add and
     /// /rm are forwarded to.
-    #[arg(
-        long,
-        env = "RINGLB_CONTROL_PLANE_HTTP",
-        default_value = "127.0.0.1:5100"
-    )]
+    #[arg(long, env = "RINGLB_CONTROL_PLANE_HTTP", default_value = server::DEFAULT_CONTROL_PLANE_HTTP)]
     control_plane_http: String,
 
     /// Address of the Prometheus /metrics endpoint; off unless given.
@@ -47,45 +43,15 @@ struct Args {
     #[arg(long, env = "RINGLB_SUBSCRIBER_ID")]
     subscriber_id: Option<String>,
 
-    /// Largest request body forwarded, in bytes (413 beyond).
-    #[arg(long, default_value_t = ringlb_data_plane::DEFAULT_MAX_BODY_BYTES)]
-    max_body_bytes: usize,
-
-    /// How long a client gets to send a request's headers before its
-    /// connection is closed (slow clients do not hold connections forever);
-    /// with the fast engine, also the longest pause in the middle of a body.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    header_read_timeout: std::time::Duration,
-
-    /// Largest request line plus headers, in bytes (431 beyond; at least 8192).
-    #[arg(long, default_value_t = ringlb_data_plane::DEFAULT_MAX_HEADER_BYTES)]
-    max_header_bytes: usize,
-
-    /// Client connections served at once; more wait in the accept queue.
-    #[arg(long, default_value_t = ringlb_data_plane::DEFAULT_MAX_CONNECTIONS)]
-    max_connections: usize,
-
-    /// How long a replica gets to answer (response head). Idempotent
-    /// requests then fail over to the next replica; others get 504.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    upstream_timeout: std::time::Duration,
-
-    /// How long a new connection to a replica may take to establish; then
-    /// the next replica on the ring is tried.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    upstream_connect_timeout: std::time::Duration,
-
-    /// How long a client connection may stay idle between two requests
-    /// before it is closed (fast engine).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    idle_timeout: std::time::Duration,
+    #[command(flatten)]
+    limits: LimitArgs,
 
     /// How client connections are served: `fast`, the data plane's own
     /// HTTP/1.1 forwarding engine (anything it does not handle itself, such
     /// as HTTP/1.0, chunked request bodies, upgrades or HTTP/2, is handed to
     /// hyper on the same connection), or `hyper` for every connection.
-    #[arg(long, env = "RINGLB_ENGINE", default_value = "fast")]
-    engine: ringlb_data_plane::Engine,
+    #[arg(long, env = "RINGLB_ENGINE", default_value = Engine::default().name())]
+    engine: Engine,
 
     /// Runtime worker threads (default: one per core). With 1, a
     /// single-threaded runtime is used: no work stealing, no cross-thread
@@ -134,15 +100,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let mut builder = DataPlane::builder()
         .control_plane_grpc(args.control_plane_grpc.clone())
         .control_plane_http(args.control_plane_http.clone())
-        .limits(ringlb_data_plane::Limits {
-            max_body_bytes: args.max_body_bytes,
-            header_read_timeout: args.header_read_timeout,
-            max_header_bytes: args.max_header_bytes,
-            max_connections: args.max_connections,
-            upstream_timeout: args.upstream_timeout,
-            upstream_connect_timeout: args.upstream_connect_timeout,
-            idle_timeout: args.idle_timeout,
-        })
+        .limits(args.limits.into())
         .engine(args.engine)
         .busy_poll(args.busy_poll);
     if let Some(id) = args.subscriber_id {
@@ -177,4 +135,69 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .await?;
     tracing::info!("data plane stopped");
     Ok(())
+}
+
+/// Per-client limits; each default is the library's ([`config`]).
+#[derive(Debug, clap::Args)]
+struct LimitArgs {
+    /// Largest request body forwarded, in bytes (413 beyond).
+    #[arg(long, default_value_t = config::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+
+    /// How long a client gets to send a request's head before its
+    /// connection is closed (slow clients do not hold connections forever);
+    /// with the fast engine, also the longest pause in the middle of a body.
+    #[arg(long, default_value_t = config::DEFAULT_HEADER_READ_TIMEOUT.into())]
+    header_read_timeout: humantime::Duration,
+
+    /// Longest request line (method, target, version), in bytes (414
+    /// beyond; at least 1024).
+    #[arg(long, default_value_t = config::DEFAULT_MAX_REQUEST_LINE_BYTES)]
+    max_request_line_bytes: usize,
+
+    /// Largest header section of a request (its header lines, the request
+    /// line not counted), in bytes (431 beyond; at least 1024). At most
+    /// 100 header fields either way.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_HEADER_BYTES)]
+    max_header_bytes: usize,
+
+    /// Client connections served at once; more wait in the accept queue.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+
+    /// How long a replica gets to answer (response head). Idempotent
+    /// requests then fail over to the next replica; others get 504.
+    #[arg(long, default_value_t = config::DEFAULT_UPSTREAM_TIMEOUT.into())]
+    upstream_timeout: humantime::Duration,
+
+    /// How long a new connection to a replica may take to establish; then
+    /// the next replica on the ring is tried.
+    #[arg(long, default_value_t = config::DEFAULT_UPSTREAM_CONNECT_TIMEOUT.into())]
+    upstream_connect_timeout: humantime::Duration,
+
+    /// How long a client connection may stay idle between two requests
+    /// before it is closed (fast engine).
+    #[arg(long, default_value_t = config::DEFAULT_IDLE_TIMEOUT.into())]
+    idle_timeout: humantime::Duration,
+
+    /// How long open client connections get to finish at shutdown
+    /// (SIGTERM, Ctrl-C) before the data plane exits anyway.
+    #[arg(long, default_value_t = config::DEFAULT_DRAIN_TIMEOUT.into())]
+    drain_timeout: humantime::Duration,
+}
+
+impl From<LimitArgs> for Limits {
+    fn from(args: LimitArgs) -> Limits {
+        Limits {
+            max_body_bytes: args.max_body_bytes,
+            header_read_timeout: args.header_read_timeout.into(),
+            max_request_line_bytes: args.max_request_line_bytes,
+            max_header_bytes: args.max_header_bytes,
+            max_connections: args.max_connections,
+            upstream_timeout: args.upstream_timeout.into(),
+            upstream_connect_timeout: args.upstream_connect_timeout.into(),
+            idle_timeout: args.idle_timeout.into(),
+            drain_timeout: args.drain_timeout.into(),
+        }
+    }
 }

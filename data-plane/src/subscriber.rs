@@ -14,9 +14,9 @@ use ringlb_proto::v1::control_plane_client::ControlPlaneClient;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::pool::Pools;
 use crate::stats::Stats;
 use crate::table::RouteTable;
-use crate::upstream::Pools;
 
 /// Reconnect backoff: first wait, cap.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);

@@ -8,18 +8,15 @@ use http::uri::Authority;
 use ringlb_proto::v1;
 use ringlb_ring::{KeySource, Ring, RingConfig};
 
-use crate::h1::pool::RawPool;
+use crate::pool::{Pools, ReplicaPools};
 use crate::stats::{Stats, UpstreamStats};
-use crate::upstream::{Pools, UpstreamPool};
 
 /// A replica as the request path needs it.
 #[derive(Debug)]
 pub struct Upstream {
     pub name: String,
-    /// hyper's connections (requests hyper serves).
-    pub pool: Arc<UpstreamPool>,
-    /// The fast path's connections.
-    pub raw: Arc<RawPool>,
+    /// Its connections, one pool per engine.
+    pub pools: ReplicaPools,
     pub stats: Arc<UpstreamStats>,
 }
 
@@ -86,17 +83,15 @@ impl RouteTable {
                             name: r.name.clone(),
                             address: r.address.clone(),
                         })?;
-                let replica_pools = pools.get(&authority);
                 Ok(Upstream {
                     name: r.name.clone(),
-                    pool: replica_pools.hyper,
-                    raw: replica_pools.raw,
+                    pools: pools.get(&authority),
                     stats: stats.upstream(&r.name),
                 })
             })
             .collect::<Result<Vec<_>, SnapshotError>>()?;
         stats.retain(|name| upstreams.iter().any(|u| u.name == name));
-        pools.retain(|authority| upstreams.iter().any(|u| u.pool.authority() == authority));
+        pools.retain(|authority| upstreams.iter().any(|u| u.pools.authority() == authority));
         Ok(RouteTable {
             version,
             ring,

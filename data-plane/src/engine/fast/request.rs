@@ -1,25 +1,28 @@
-//! The client's request head: parsed in place (httparse), classified, and
-//! rebuilt for the replica only when it carries hop-by-hop headers or lacks
-//! `Host`. Anything the fast path does not handle itself is handed over to
-//! hyper with the bytes read so far ([`Parsed::HandOver`]).
+//! The client's request head: parsed in place (httparse), checked against
+//! the data plane's rules ([`crate::rules`]) and limits, classified, and
+//! rebuilt for the replica only when it carries hop-by-hop headers or bare
+//! LF line ends. What the fast engine does not handle itself is handed
+//! over to hyper with the bytes read so far ([`Parsed::HandOver`]); what no
+//! engine forwards is refused ([`Parsed::Refuse`]).
 
 use std::ops::Range;
 
-use super::{MAX_HEADERS, connection_listed, is_hop_by_hop, offset_in, write_headers};
+use super::head::{connection_listed, offset_in, write_headers};
+use crate::config::{Limits, MAX_REQUEST_HEADERS};
+use crate::driver::Refusal;
+use crate::rules::{self, HostCheck, Violation};
 
 /// Why a connection goes to hyper instead (every reason is rare in proxy
-/// traffic; hyper answers each exactly as the rest of the data plane does).
+/// traffic; hyper serves each through the same driver and rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandOver {
-    /// A head httparse rejects (hyper answers 400) or with more headers than
-    /// the fast path keeps.
+    /// A head httparse rejects (hyper answers 400, or speaks HTTP/2 to a
+    /// prior-knowledge preface).
     Malformed,
-    /// A head larger than the limit so far (hyper answers 431).
-    TooLarge,
     /// HTTP/1.0: keep-alive and framing rules of its own.
     Http10,
-    /// `Transfer-Encoding`, `Upgrade`, `Expect`, `CONNECT`: request bodies
-    /// of unknown length, protocol switches, interim responses.
+    /// `Transfer-Encoding`, `Upgrade`, `Expect`: request bodies of unknown
+    /// length, protocol switches, interim responses.
     Protocol,
     /// A target that is not a plain origin-form path (absolute form, `*`,
     /// characters outside the unreserved/sub-delims set).
@@ -57,21 +60,30 @@ pub enum Parsed {
     Partial,
     Complete(RequestHead),
     HandOver(HandOver),
+    /// A request no engine forwards: answer this and close.
+    Refuse(Refusal),
 }
 
-/// Parse the head at the start of `buf`.
-pub fn parse(buf: &[u8], max_head: usize, max_body: usize) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+/// Parse the head at the start of `buf` under `limits`.
+pub fn parse(buf: &[u8], limits: &Limits) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) if len <= max_head => len,
-        Ok(httparse::Status::Complete(_)) => return Parsed::HandOver(HandOver::TooLarge),
-        Ok(httparse::Status::Partial) if buf.len() >= max_head => {
-            return Parsed::HandOver(HandOver::TooLarge);
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            return match over_limits(buf, buf.len(), limits) {
+                Some(refusal) => Parsed::Refuse(refusal),
+                None => Parsed::Partial,
+            };
         }
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Parsed::Refuse(Refusal::headers_too_large(limits.max_header_bytes));
+        }
         Err(_) => return Parsed::HandOver(HandOver::Malformed),
     };
+    if let Some(refusal) = over_limits(buf, len, limits) {
+        return Parsed::Refuse(refusal);
+    }
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Parsed::HandOver(HandOver::Malformed);
     };
@@ -79,43 +91,48 @@ pub fn parse(buf: &[u8], max_head: usize, max_body: usize) -> Parsed {
         return Parsed::HandOver(HandOver::Http10);
     }
     if method == "CONNECT" {
-        return Parsed::HandOver(HandOver::Protocol);
+        return Parsed::Refuse(Refusal::violation(&Violation::Connect));
     }
     if !is_origin_form(target.as_bytes()) {
         return Parsed::HandOver(HandOver::Target);
     }
     let path_len = target.find('?').unwrap_or(target.len());
-    let admin = crate::proxy::is_admin(&target[..path_len]);
 
     let mut body_len = None;
     let mut request_id = None;
-    let mut has_host = false;
+    let mut host = HostCheck::default();
     let mut close = false;
     let mut rebuild = false;
     for header in req.headers.iter() {
-        let name = header.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            match (body_len, parse_length(header.value)) {
-                (None, Some(n)) if n <= max_body => body_len = Some(n),
+        let name = header.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            match (body_len, rules::parse_length(header.value)) {
+                (None, Some(n)) if n <= limits.max_body_bytes => body_len = Some(n),
                 _ => return Parsed::HandOver(HandOver::Length),
             }
-        } else if name.eq_ignore_ascii_case("host") {
-            has_host = true;
-        } else if name.eq_ignore_ascii_case(crate::key::REQUEST_ID) {
+        } else if name.eq_ignore_ascii_case(b"host") {
+            host.note(header.value);
+        } else if name.eq_ignore_ascii_case(crate::key::REQUEST_ID.as_bytes()) {
             if request_id.is_none() {
                 request_id = Some(offset_in(buf, header.value));
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding")
-            || name.eq_ignore_ascii_case("upgrade")
-            || name.eq_ignore_ascii_case("expect")
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"upgrade")
+            || name.eq_ignore_ascii_case(b"expect")
         {
             return Parsed::HandOver(HandOver::Protocol);
-        } else if is_hop_by_hop(name) {
+        } else if rules::is_hop_by_hop(name) {
             rebuild = true;
-            if name.eq_ignore_ascii_case("connection") {
-                close |= tokens(header.value).any(|t| t.eq_ignore_ascii_case(b"close"));
+            if name.eq_ignore_ascii_case(b"connection") {
+                if let Err(violation) = rules::check_connection(header.value) {
+                    return Parsed::Refuse(Refusal::violation(&violation));
+                }
+                close |= rules::has_token(header.value, "close");
             }
         }
+    }
+    if let Err(violation) = host.finish(true) {
+        return Parsed::Refuse(Refusal::violation(&violation));
     }
     let target_start = offset_in(buf, target.as_bytes()).start;
     Parsed::Complete(RequestHead {
@@ -123,24 +140,40 @@ pub fn parse(buf: &[u8], max_head: usize, max_body: usize) -> Parsed {
         body_len: body_len.unwrap_or(0),
         path: target_start..target_start + path_len,
         request_id,
-        idempotent: matches!(
-            method,
-            "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
-        ),
+        idempotent: rules::is_idempotent(method.as_bytes()),
         is_head: method == "HEAD",
         close,
         // A head with bare LF line ends (httparse accepts them) is rebuilt
         // with CRLF, so that the replica never has to parse it leniently.
-        rebuild: rebuild || !has_host || has_bare_lf(&buf[..len]),
-        admin,
+        rebuild: rebuild || has_bare_lf(&buf[..len]),
+        admin: rules::is_admin(&target[..path_len]),
     })
 }
 
+/// The refusal for a head whose first `len` bytes of `buf` break a limit:
+/// a request line longer than allowed (414), else a header section larger
+/// than allowed (431). `None` while both hold so far.
+fn over_limits(buf: &[u8], len: usize, limits: &Limits) -> Option<Refusal> {
+    let head = &buf[..len];
+    let line = match head.iter().position(|&b| b == b'\n') {
+        Some(lf) => lf.saturating_sub(usize::from(lf > 0 && head[lf - 1] == b'\r')),
+        // No line end yet: the line is at least this long.
+        None => head.len(),
+    };
+    if line > limits.max_request_line_bytes {
+        return Some(Refusal::line_too_long(limits.max_request_line_bytes));
+    }
+    // The header section: everything after the request line's LF, less the
+    // empty line that ends it.
+    let fields = len.saturating_sub(line + 2).saturating_sub(2);
+    (fields > limits.max_header_bytes).then(|| Refusal::headers_too_large(limits.max_header_bytes))
+}
+
 /// Write the head at the start of `buf` as the replica gets it: HTTP/1.1,
-/// without hop-by-hop headers (nor those `Connection` names), with `Host`
-/// (set to `authority` when the client sent none).
-pub fn rebuild(buf: &[u8], authority: &str, out: &mut Vec<u8>) {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+/// CRLF line ends, without hop-by-hop headers (nor those `Connection`
+/// names).
+pub fn rebuild(buf: &[u8], out: &mut Vec<u8>) {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     // `buf` was parsed by `parse` already: this cannot fail.
     if req.parse(buf).is_err() {
@@ -148,7 +181,7 @@ pub fn rebuild(buf: &[u8], authority: &str, out: &mut Vec<u8>) {
     }
     let listed = connection_listed(req.headers);
     let dropped = |h: &httparse::Header<'_>| {
-        is_hop_by_hop(h.name)
+        rules::is_hop_by_hop(h.name.as_bytes())
             || listed
                 .iter()
                 .any(|n| n.eq_ignore_ascii_case(h.name.as_bytes()))
@@ -158,15 +191,6 @@ pub fn rebuild(buf: &[u8], authority: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(req.path.unwrap_or("/").as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     write_headers(req.headers, dropped, out);
-    let has_host = req
-        .headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("host") && !dropped(h));
-    if !has_host {
-        out.extend_from_slice(b"host: ");
-        out.extend_from_slice(authority.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -175,25 +199,6 @@ fn has_bare_lf(head: &[u8]) -> bool {
     head.iter()
         .enumerate()
         .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
-}
-
-/// The comma-separated tokens of a header value, trimmed.
-pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(|t| t.trim_ascii())
-        .filter(|t| !t.is_empty())
-}
-
-/// A decimal `Content-Length` (RFC 9110 §8.6: digits only).
-pub fn parse_length(value: &[u8]) -> Option<usize> {
-    let value = value.trim_ascii();
-    if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    value.iter().try_fold(0usize, |n, &d| {
-        n.checked_mul(10)?.checked_add((d - b'0') as usize)
-    })
 }
 
 /// An origin-form target (`/path?query`) of characters any URI parser
@@ -230,20 +235,37 @@ fn is_origin_form(target: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
 
-    const MAX_HEAD: usize = 8192;
-    const MAX_BODY: usize = 1024;
+    fn limits() -> Limits {
+        Limits {
+            max_body_bytes: 1024,
+            max_request_line_bytes: 1024,
+            max_header_bytes: 2048,
+            ..Limits::default()
+        }
+    }
 
     fn complete(raw: &[u8]) -> RequestHead {
-        match parse(raw, MAX_HEAD, MAX_BODY) {
+        match parse(raw, &limits()) {
             Parsed::Complete(head) => head,
             other => panic!("{:?}: {other:?}", String::from_utf8_lossy(raw)),
         }
     }
 
     fn handed_over(raw: &[u8]) -> HandOver {
-        match parse(raw, MAX_HEAD, MAX_BODY) {
+        match parse(raw, &limits()) {
             Parsed::HandOver(why) => why,
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(raw)),
+        }
+    }
+
+    fn refused(raw: &[u8]) -> StatusCode {
+        match parse(raw, &limits()) {
+            Parsed::Refuse(refusal) => {
+                assert!(refusal.close, "a refused request closes its connection");
+                refusal.status
+            }
             other => panic!("{:?}: {other:?}", String::from_utf8_lossy(raw)),
         }
     }
@@ -267,7 +289,6 @@ mod tests {
         assert!(head.is_head && head.close && head.rebuild);
         let head = complete(b"GET / HTTP/1.1\r\nHost: lb\r\nConnection: keep-alive\r\n\r\n");
         assert!(!head.close && head.rebuild);
-        assert!(complete(b"GET / HTTP/1.1\r\n\r\n").rebuild, "no Host");
         for admin in ["GET /rep", "POST /add", "DELETE /rm?x=1"] {
             let raw = format!("{admin} HTTP/1.1\r\nHost: lb\r\n\r\n");
             assert!(complete(raw.as_bytes()).admin, "{admin}");
@@ -276,10 +297,10 @@ mod tests {
         let bare = b"GET /home HTTP/1.1\nHost: lb\nX-A: 1\n\n";
         assert!(complete(bare).rebuild, "bare LF");
         let mut out = Vec::new();
-        rebuild(bare, "r:1", &mut out);
+        rebuild(bare, &mut out);
         assert_eq!(out, b"GET /home HTTP/1.1\r\nHost: lb\r\nX-A: 1\r\n\r\n");
         assert_eq!(
-            parse(b"GET /home HTTP/1.1\r\nHost", MAX_HEAD, MAX_BODY),
+            parse(b"GET /home HTTP/1.1\r\nHost", &limits()),
             Parsed::Partial
         );
     }
@@ -287,28 +308,31 @@ mod tests {
     #[test]
     fn what_goes_to_hyper() {
         use HandOver::*;
-        let big = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
-        let cases: [(&[u8], HandOver); 14] = [
+        let cases: [(&[u8], HandOver); 12] = [
             (b"GET /home HTTP/1.0\r\n\r\n", Http10),
             (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Malformed),
             (b"GET /home HTTP/1.1\r\nbad header\r\n\r\n", Malformed),
             (
-                b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
                 Protocol,
             ),
-            (b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n", Protocol),
-            (b"POST / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", Protocol),
-            (b"CONNECT a:1 HTTP/1.1\r\n\r\n", Protocol),
-            (b"GET http://a/home HTTP/1.1\r\n\r\n", Target),
-            (b"OPTIONS * HTTP/1.1\r\n\r\n", Target),
-            (b"GET /a{b} HTTP/1.1\r\n\r\n", Target),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n",
+                Protocol,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
+                Protocol,
+            ),
+            (b"GET http://a/home HTTP/1.1\r\nHost: a\r\n\r\n", Target),
+            (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", Target),
+            (b"GET /a{b} HTTP/1.1\r\nHost: a\r\n\r\n", Target),
             (
                 b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
                 Length,
             ),
             (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", Length),
             (b"POST / HTTP/1.1\r\nContent-Length: 1025\r\n\r\n", Length),
-            (big.as_bytes(), TooLarge),
         ];
         for (raw, why) in cases {
             assert_eq!(handed_over(raw), why, "{}", String::from_utf8_lossy(raw));
@@ -316,18 +340,70 @@ mod tests {
     }
 
     #[test]
-    fn rebuilt_heads_lose_hop_by_hop_headers_and_gain_host() {
-        let raw = b"GET /k?q HTTP/1.1\r\nConnection: close, X-Private\r\nX-Private: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Request-Id: 7\r\n\r\n";
+    fn what_is_refused() {
+        let smuggle = b"POST /echo HTTP/1.1\r\nHost: a\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(refused(smuggle), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, HOST\r\n\r\n"),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(refused(b"GET / HTTP/1.1\r\n\r\n"), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            refused(b"CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\n"),
+            StatusCode::NOT_IMPLEMENTED
+        );
+        let long_line = format!("GET /?q={} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(1100));
+        assert_eq!(refused(long_line.as_bytes()), StatusCode::URI_TOO_LONG);
+        // Still without a line end, already too long.
+        let unfinished = format!("GET /?q={}", "a".repeat(1100));
+        assert_eq!(refused(unfinished.as_bytes()), StatusCode::URI_TOO_LONG);
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "a".repeat(2100)
+        );
+        assert_eq!(
+            refused(big.as_bytes()),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        let unfinished = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}", "a".repeat(2100));
+        assert_eq!(
+            refused(unfinished.as_bytes()),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        let many: String = (0..MAX_REQUEST_HEADERS + 1)
+            .map(|i| format!("X-{i}: 1\r\n"))
+            .collect();
+        let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
+        assert_eq!(
+            refused(many.as_bytes()),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        // Exactly at the limits: served.
+        let line = format!("GET /{} HTTP/1.1", "a".repeat(1024 - 14));
+        assert_eq!(line.len(), 1024);
+        complete(format!("{line}\r\nHost: a\r\n\r\n").as_bytes());
+    }
+
+    #[test]
+    fn rebuilt_heads_lose_hop_by_hop_headers() {
+        let raw = b"GET /k?q HTTP/1.1\r\nHost: lb\r\nConnection: close, X-Private\r\nX-Private: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Request-Id: 7\r\n\r\n";
         let mut out = Vec::new();
-        rebuild(raw, "10.0.0.1:8080", &mut out);
+        rebuild(raw, &mut out);
         assert_eq!(
             String::from_utf8_lossy(&out),
-            "GET /k?q HTTP/1.1\r\nX-Request-Id: 7\r\nhost: 10.0.0.1:8080\r\n\r\n"
+            "GET /k?q HTTP/1.1\r\nHost: lb\r\nX-Request-Id: 7\r\n\r\n"
         );
         out.clear();
         rebuild(
             b"PUT /a HTTP/1.1\r\nHost: lb\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi",
-            "r:1",
             &mut out,
         );
         assert_eq!(
@@ -338,18 +414,21 @@ mod tests {
 
     proptest::proptest! {
         /// Any bytes: no panic; a complete head's ranges lie inside it, and
-        /// a rebuilt head is itself a complete, forwardable head.
+        /// a rebuilt head is itself a complete head with the same framing.
         #[test]
         fn arbitrary_bytes_never_panic(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
-            if let Parsed::Complete(head) = parse(&raw, MAX_HEAD, MAX_BODY) {
+            if let Parsed::Complete(head) = parse(&raw, &limits()) {
                 proptest::prop_assert!(head.len <= raw.len());
                 proptest::prop_assert!(head.path.end <= head.len);
-                if let Some(id) = head.request_id {
+                if let Some(id) = head.request_id.clone() {
                     proptest::prop_assert!(id.end <= head.len);
                 }
                 let mut out = Vec::new();
-                rebuild(&raw, "r:1", &mut out);
-                proptest::prop_assert!(matches!(parse(&out, MAX_HEAD, MAX_BODY), Parsed::Complete(_)));
+                rebuild(&raw, &mut out);
+                match parse(&out, &limits()) {
+                    Parsed::Complete(again) => proptest::prop_assert_eq!(again.body_len, head.body_len),
+                    other => proptest::prop_assert!(false, "rebuilt head: {:?}", other),
+                }
             }
         }
 
@@ -364,9 +443,9 @@ mod tests {
                 raw.push_str(&format!("{name}: {}\r\n", value.trim()));
             }
             raw.push_str("\r\n");
-            if let Parsed::Complete(_) = parse(raw.as_bytes(), MAX_HEAD, MAX_BODY) {
+            if let Parsed::Complete(_) = parse(raw.as_bytes(), &limits()) {
                 let mut out = Vec::new();
-                rebuild(raw.as_bytes(), "r:1", &mut out);
+                rebuild(raw.as_bytes(), &mut out);
                 let rebuilt = String::from_utf8_lossy(&out).to_ascii_lowercase();
                 let connection_named: Vec<String> = names
                     .iter()
@@ -375,21 +454,11 @@ mod tests {
                     .collect();
                 for name in &names {
                     let kept = rebuilt.contains(&format!("\r\n{}: ", name.to_ascii_lowercase()));
-                    let hop = crate::h1::is_hop_by_hop(name)
+                    let hop = rules::is_hop_by_hop(name.as_bytes())
                         || connection_named.contains(&name.to_ascii_lowercase());
                     proptest::prop_assert_eq!(kept, !hop, "{} in {}", name, rebuilt);
                 }
             }
         }
-    }
-
-    #[test]
-    fn lengths() {
-        assert_eq!(parse_length(b"0"), Some(0));
-        assert_eq!(parse_length(b" 42 "), Some(42));
-        assert_eq!(parse_length(b""), None);
-        assert_eq!(parse_length(b"+1"), None);
-        assert_eq!(parse_length(b"1,1"), None);
-        assert_eq!(parse_length(b"9999999999999999"), None);
     }
 }

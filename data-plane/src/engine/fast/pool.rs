@@ -9,7 +9,8 @@ use bytes::BytesMut;
 use http::uri::Authority;
 use tokio::net::TcpStream;
 
-use crate::conn::{IdleStack, connect_within};
+use crate::error::AttemptError;
+use crate::pool::{IdleStack, connect_within};
 
 /// Initial read buffer of a replica connection.
 const READ_BUFFER: usize = 8 * 1024;
@@ -23,14 +24,6 @@ pub struct Conn {
     /// Whether it carried a request before (a reused connection may have
     /// been closed by the replica meanwhile).
     pub reused: bool,
-}
-
-/// A connection to a replica could not be made.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot connect to {authority}: {reason}")]
-pub struct ConnectError {
-    pub authority: Authority,
-    pub reason: String,
 }
 
 /// The idle connections to one replica.
@@ -66,13 +59,11 @@ impl RawPool {
     }
 
     /// A new connection, within the connect timeout.
-    pub async fn connect(&self) -> Result<Conn, ConnectError> {
-        let stream = connect_within(&self.authority, self.connect_timeout)
-            .await
-            .map_err(|reason| ConnectError {
-                authority: self.authority.clone(),
-                reason,
-            })?;
+    ///
+    /// # Errors
+    /// [`AttemptError::Connect`] or [`AttemptError::ConnectTimeout`].
+    pub async fn connect(&self) -> Result<Conn, AttemptError> {
+        let stream = connect_within(&self.authority, self.connect_timeout).await?;
         Ok(Conn {
             stream,
             buf: BytesMut::with_capacity(READ_BUFFER),

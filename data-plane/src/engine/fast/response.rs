@@ -1,0 +1,336 @@
+//! The replica's response head: status, how its body is framed (RFC 9112
+//! §6.3), whether the connection can carry another request, and the head
+//! as the client gets it.
+
+use super::head::{connection_listed, write_headers};
+use crate::config::MAX_RESPONSE_HEADERS;
+use crate::rules;
+
+/// How the body of a response ends (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: a response to HEAD, 1xx, 204, 304.
+    Empty,
+    Length(usize),
+    /// Forwarded as is; its end found by [`super::chunked::ChunkedScanner`].
+    Chunked,
+    /// Until the replica closes the connection.
+    UntilClose,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// Bytes of the head, final CRLF included.
+    pub len: usize,
+    pub status: u16,
+    pub framing: Framing,
+    /// The replica's connection can carry another request afterwards.
+    pub reusable: bool,
+    /// The head carries headers the client may not get as they are
+    /// (hop-by-hop ones, a `Content-Length` that does not frame the
+    /// message): see [`rebuild`].
+    pub rebuild: bool,
+}
+
+/// A response the proxy cannot forward.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseError {
+    #[error("invalid response head")]
+    Malformed,
+    #[error("response head larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("response head with more than {MAX_RESPONSE_HEADERS} header fields")]
+    TooManyHeaders,
+    #[error("invalid Content-Length")]
+    Length,
+    #[error("{0}")]
+    Connection(rules::Violation),
+    #[error("101 Switching Protocols to a request that asked for no upgrade")]
+    UnaskedUpgrade,
+}
+
+/// Response headers the proxy drops: the hop-by-hop ones but
+/// `Transfer-Encoding` and `Trailer`, which stay because a chunked body is
+/// forwarded as it is.
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    rules::is_hop_by_hop(name)
+        && !name.eq_ignore_ascii_case(b"transfer-encoding")
+        && !name.eq_ignore_ascii_case(b"trailer")
+}
+
+/// Parse the response head at the start of `buf` (to a HEAD request when
+/// `head_request`); `Ok(None)`: not all here yet.
+///
+/// # Errors
+/// A [`ResponseError`] for a head that cannot be forwarded.
+pub fn parse(
+    buf: &[u8],
+    head_request: bool,
+    max_head: usize,
+) -> Result<Option<ResponseHead>, ResponseError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut res = httparse::Response::new(&mut headers);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len <= max_head => len,
+        Ok(httparse::Status::Complete(_)) => return Err(ResponseError::TooLarge(max_head)),
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => {
+            return Err(ResponseError::TooLarge(max_head));
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(ResponseError::TooManyHeaders),
+        Err(_) => return Err(ResponseError::Malformed),
+    };
+    let (Some(status), Some(version)) = (res.code, res.version) else {
+        return Err(ResponseError::Malformed);
+    };
+    if status == 101 {
+        return Err(ResponseError::UnaskedUpgrade);
+    }
+    let mut length = None;
+    let mut chunked = false;
+    let mut transfer_coded = false;
+    let mut close = false;
+    let mut keep_alive = false;
+    let mut rebuild = false;
+    for header in res.headers.iter() {
+        let name = header.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = rules::parse_length(header.value).ok_or(ResponseError::Length)?;
+            if length.is_some_and(|m| m != n) {
+                return Err(ResponseError::Length);
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            transfer_coded = true;
+            chunked = rules::chunked_last(header.value);
+        } else if is_hop_by_hop(name) {
+            rebuild = true;
+            if name.eq_ignore_ascii_case(b"connection") {
+                rules::check_connection(header.value).map_err(ResponseError::Connection)?;
+                close |= rules::has_token(header.value, "close");
+                keep_alive |= rules::has_token(header.value, "keep-alive");
+            }
+        }
+    }
+    let bodiless = rules::bodiless_status(status);
+    let framing = if head_request || bodiless {
+        Framing::Empty
+    } else if chunked {
+        Framing::Chunked
+    } else if transfer_coded {
+        Framing::UntilClose
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::UntilClose
+    };
+    // A bodiless status that announces a body anyway: what follows may be
+    // that body, so the connection is not trusted with another request.
+    let announces_body =
+        bodiless && (transfer_coded || (status != 304 && length.is_some_and(|n| n > 0)));
+    let persistent = if version == 1 { !close } else { keep_alive };
+    Ok(Some(ResponseHead {
+        len,
+        status,
+        framing,
+        reusable: persistent && framing != Framing::UntilClose && !announces_body,
+        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, which
+        // goes; RFC 9110 §8.6: no Content-Length on 1xx and 204.
+        rebuild: rebuild
+            || (transfer_coded && length.is_some())
+            || (rules::forbids_content_length(status) && (length.is_some() || transfer_coded)),
+    }))
+}
+
+/// Write the head at the start of `buf` as the client gets it: without
+/// hop-by-hop headers, without a `Content-Length` that does not frame the
+/// body, plus `connection: close` when `closing`.
+pub fn rebuild(buf: &[u8], head: &ResponseHead, closing: bool, out: &mut Vec<u8>) {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut res = httparse::Response::new(&mut headers);
+    if res.parse(&buf[..head.len]).is_err() {
+        return; // parsed by `parse` already
+    }
+    let listed = connection_listed(res.headers);
+    let transfer_coded = res
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
+    let no_framing_headers = rules::forbids_content_length(head.status);
+    // The status line as the replica sent it.
+    let line_end = buf.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+    out.extend_from_slice(&buf[..line_end]);
+    let dropped = |h: &httparse::Header<'_>| {
+        let name = h.name.as_bytes();
+        let length = name.eq_ignore_ascii_case(b"content-length");
+        let coding = name.eq_ignore_ascii_case(b"transfer-encoding");
+        is_hop_by_hop(name)
+            || listed.iter().any(|n| n.eq_ignore_ascii_case(name))
+            || (length && transfer_coded)
+            || ((length || coding) && no_framing_headers)
+    };
+    write_headers(res.headers, dropped, out);
+    if closing {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &[u8], head_request: bool) -> ResponseHead {
+        parse(raw, head_request, 8192)
+            .expect("valid")
+            .expect("complete")
+    }
+
+    fn rebuilt(raw: &[u8], closing: bool) -> String {
+        let mut out = Vec::new();
+        rebuild(raw, &head(raw, false), closing, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn framing_and_reuse() {
+        let h = head(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello", false);
+        assert_eq!(
+            (h.status, h.framing, h.reusable, h.rebuild),
+            (200, Framing::Length(5), true, false)
+        );
+        assert_eq!(h.len, 38);
+        let h = head(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true);
+        assert_eq!((h.framing, h.reusable), (Framing::Empty, true));
+        let h = head(b"HTTP/1.1 204 No Content\r\n\r\n", false);
+        assert_eq!((h.framing, h.reusable), (Framing::Empty, true));
+        let h = head(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            false,
+        );
+        assert_eq!((h.framing, h.reusable), (Framing::Chunked, true));
+        let h = head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false);
+        assert_eq!((h.framing, h.reusable), (Framing::UntilClose, false));
+        let h = head(b"HTTP/1.1 200 OK\r\n\r\n", false);
+        assert_eq!((h.framing, h.reusable), (Framing::UntilClose, false));
+        let h = head(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            false,
+        );
+        assert_eq!((h.reusable, h.rebuild), (false, true));
+        let h = head(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false);
+        assert!(!h.reusable);
+        let h = head(
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+            false,
+        );
+        assert!(h.reusable);
+        assert_eq!(parse(b"HTTP/1.1 200 OK\r\n", false, 8192), Ok(None));
+    }
+
+    #[test]
+    fn transfer_encoding_overrides_content_length() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let h = head(raw, false);
+        assert_eq!((h.framing, h.rebuild), (Framing::Chunked, true));
+        assert_eq!(
+            rebuilt(raw, false),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn bodiless_statuses_announcing_a_body() {
+        let raw = b"HTTP/1.1 204 No Content\r\nContent-Length: 68\r\nX-A: 1\r\n\r\n";
+        let h = head(raw, false);
+        assert_eq!(
+            (h.framing, h.reusable, h.rebuild),
+            (Framing::Empty, false, true)
+        );
+        assert_eq!(
+            rebuilt(raw, false),
+            "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n"
+        );
+        let h = head(
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 68\r\n\r\n",
+            false,
+        );
+        assert_eq!(
+            (h.framing, h.reusable, h.rebuild),
+            (Framing::Empty, true, false)
+        );
+        let h = head(
+            b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
+        assert!(!h.reusable);
+        let raw = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            rebuilt(raw, false),
+            "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn bad_heads() {
+        assert_eq!(
+            parse(b"HTTP/1.1 2000 OK\r\n\r\n", false, 8192),
+            Err(ResponseError::Malformed)
+        );
+        assert_eq!(
+            parse(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                false,
+                8192
+            ),
+            Err(ResponseError::Length)
+        );
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false, 8192),
+            Err(ResponseError::Length)
+        );
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\nX: aaaa", false, 16),
+            Err(ResponseError::TooLarge(16))
+        );
+        assert!(matches!(
+            parse(
+                b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\nhello",
+                false,
+                8192
+            ),
+            Err(ResponseError::Connection(_))
+        ));
+        assert_eq!(
+            parse(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", false, 8192),
+            Err(ResponseError::UnaskedUpgrade)
+        );
+        let many: String = (0..=MAX_RESPONSE_HEADERS)
+            .map(|i| format!("Set-Cookie: c{i}=1\r\n"))
+            .collect();
+        let raw = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
+        assert_eq!(
+            parse(raw.as_bytes(), false, 1 << 20),
+            Err(ResponseError::TooManyHeaders)
+        );
+        let cookies: String = (0..70)
+            .map(|i| format!("Set-Cookie: c{i}=aaaaaaaaaaaaaaaaaaaa\r\n"))
+            .collect();
+        let raw = format!("HTTP/1.1 200 OK\r\n{cookies}Content-Length: 0\r\n\r\n");
+        assert_eq!(head(raw.as_bytes(), false).framing, Framing::Length(0));
+    }
+
+    #[test]
+    fn rebuilt_heads() {
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\nContent-Length: 2\r\n\r\nok";
+        assert_eq!(
+            rebuilt(raw, false),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+        );
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(
+            rebuilt(raw, true),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nconnection: close\r\n\r\n"
+        );
+    }
+}

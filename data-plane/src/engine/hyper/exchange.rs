@@ -1,0 +1,236 @@
+//! One request served by the hyper engine: checked, its body read (so that
+//! it can be sent again on failover), driven, and the upstream's answer
+//! turned into the client's.
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Either, Limited};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+
+use super::interim::Interim;
+use super::pool::PooledBody;
+use super::request::{self, Outbound};
+use super::{ProxyBody, aborted, refused, upgrade};
+use crate::driver::{self, Exchange, Outcome, Refusal, RequestInfo};
+use crate::error::AttemptError;
+use crate::pool::ReplicaPools;
+use crate::rules;
+use crate::server::Shared;
+
+/// Serve one request from a client at `client`.
+pub(crate) async fn handle(
+    shared: &Shared,
+    client: IpAddr,
+    interim: Interim,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    if let Err(refusal) = request::check(&req, &shared.limits) {
+        return refused(&refusal);
+    }
+    let upgrade = request::upgrade_of(&req);
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client; HTTP/2 has no way here.
+    let interim = (req.version() == Version::HTTP_11).then_some(interim);
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, shared.limits.max_body_bytes).await {
+        Ok(body) => body,
+        Err(refusal) => return refused(&refusal),
+    };
+    let outbound = Outbound::new(&parts, upgrade);
+    let path = parts.uri.path();
+    let info = RequestInfo {
+        path,
+        request_id: parts
+            .headers
+            .get(crate::key::REQUEST_ID)
+            .map(HeaderValue::as_bytes),
+        idempotent: rules::is_idempotent(parts.method.as_str().as_bytes()),
+        admin: rules::is_admin(path),
+    };
+    let mut exchange = HyperExchange {
+        outbound: &outbound,
+        body,
+        interim,
+        client_upgrade,
+    };
+    match driver::drive(shared, client, info, &mut exchange).await {
+        Outcome::Forward(response) => to_client(response),
+        Outcome::Refuse(refusal, _) => refused(&refusal),
+        Outcome::Abort(_) => aborted(),
+    }
+}
+
+/// Buffer a request body (so it can be sent again on failover), refusing
+/// more than `limit` bytes with 413.
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Refusal> {
+    use http_body::Body as _;
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::body_too_large(limit)),
+        Err(e) => Err(Refusal::unreadable_body(&*e)),
+    }
+}
+
+struct HyperExchange<'r> {
+    outbound: &'r Outbound,
+    body: Bytes,
+    /// Where 1xx responses go (HTTP/1.1 clients only).
+    interim: Option<Interim>,
+    /// The client's side of a protocol switch it asked for.
+    client_upgrade: Option<OnUpgrade>,
+}
+
+impl Exchange for HyperExchange<'_> {
+    type Answer = Response<PooledBody>;
+
+    fn status(answer: &Response<PooledBody>) -> u16 {
+        answer.status().as_u16()
+    }
+
+    async fn attempt(
+        &mut self,
+        pools: &ReplicaPools,
+    ) -> Result<Response<PooledBody>, AttemptError> {
+        let mut request = self.outbound.request(self.body.clone(), pools.authority());
+        if let Some(interim) = &self.interim {
+            let interim = interim.clone();
+            hyper::ext::on_informational(&mut request, move |response| {
+                interim.send(&interim_head(response.status(), response.headers()));
+            });
+        }
+        let response = if self.client_upgrade.is_some() {
+            let mut response = pools.hyper.send_upgrade(request).await?;
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS
+                && let Some(client) = self.client_upgrade.take()
+            {
+                upgrade::tunnel(client, hyper::upgrade::on(&mut response));
+            }
+            response.map(PooledBody::unpooled)
+        } else {
+            pools.hyper.send(request).await?
+        };
+        for value in response.headers().get_all(header::CONNECTION) {
+            rules::check_connection(value.as_bytes()).map_err(|v| {
+                AttemptError::InvalidResponse {
+                    authority: pools.authority().clone(),
+                    source: v.into(),
+                }
+            })?;
+        }
+        if let Some(interim) = &self.interim {
+            interim.written().await;
+        }
+        Ok(response)
+    }
+}
+
+/// The head of an interim response as the client gets it.
+fn interim_head(status: StatusCode, headers: &http::HeaderMap) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
+    .into_bytes();
+    let listed: Vec<&[u8]> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| rules::tokens(v.as_bytes()))
+        .collect();
+    for (name, value) in headers {
+        let name = name.as_str().as_bytes();
+        if rules::is_hop_by_hop(name)
+            || listed.iter().any(|l| l.eq_ignore_ascii_case(name))
+            || name == b"content-length"
+        {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// An upstream's answer as the client gets it: end-to-end headers only
+/// (the protocol switch of a 101 kept), and no `Content-Length` where it
+/// does not frame the body: beside `Transfer-Encoding` (RFC 9112 §6.3,
+/// hyper decoded the body and frames it anew) or on 1xx and 204 (RFC 9110
+/// §8.6).
+fn to_client(response: Response<PooledBody>) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    let status = parts.status.as_u16();
+    let transfer_coded = parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let switched = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+    let protocol = parts.headers.get(header::UPGRADE).cloned();
+    request::strip_hop_by_hop(&mut parts.headers);
+    if transfer_coded || rules::forbids_content_length(status) {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    if switched && let Some(protocol) = protocol {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol);
+    }
+    Response::from_parts(parts, Either::Left(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interim_heads_keep_end_to_end_fields() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("link", HeaderValue::from_static("</a.css>; rel=preload"));
+        headers.insert("connection", HeaderValue::from_static("x-hop"));
+        headers.insert("x-hop", HeaderValue::from_static("1"));
+        assert_eq!(
+            String::from_utf8_lossy(&interim_head(
+                StatusCode::from_u16(103).expect("103"),
+                &headers
+            )),
+            "HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn client_responses_lose_framing_they_do_not_use() {
+        let response = Response::builder()
+            .status(200)
+            .header("content-length", "3")
+            .header("transfer-encoding", "chunked")
+            .header("x-a", "1")
+            .body(PooledBody::empty())
+            .expect("response");
+        let out = to_client(response);
+        let names: Vec<&str> = out.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-a"]);
+        let response = Response::builder()
+            .status(204)
+            .header("content-length", "68")
+            .body(PooledBody::empty())
+            .expect("response");
+        assert!(to_client(response).headers().is_empty());
+        let response = Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-accept", "x")
+            .body(PooledBody::empty())
+            .expect("response");
+        let out = to_client(response);
+        assert_eq!(out.headers()["connection"], "upgrade");
+        assert_eq!(out.headers()["upgrade"], "websocket");
+    }
+}

@@ -1,0 +1,337 @@
+//! The HTTP/1.1 rules both engines apply, written once over raw names and
+//! values so that the fast engine (httparse slices) and the hyper engine
+//! (`HeaderMap`) cannot disagree. Each rule names its source.
+
+use http::StatusCode;
+
+/// Headers that concern one connection only (RFC 9110 §7.6.1, plus the
+/// legacy `keep-alive` and `proxy-connection`), lowercase: neither engine
+/// forwards them.
+pub const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Headers that frame or route a message: a `Connection` header may not
+/// name them, since removing them as hop-by-hop would turn a body into the
+/// next message (request smuggling) or send a request to a different host.
+const FRAMING: [&str; 3] = ["content-length", "transfer-encoding", "host"];
+
+/// Whether a header named `name` (any case) is hop-by-hop in itself.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|hop| name.eq_ignore_ascii_case(hop.as_bytes()))
+}
+
+/// The comma-separated tokens of a header value, trimmed, empty ones
+/// skipped (RFC 9110 §5.6.1).
+pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether a comma-separated `value` has `token` (any case).
+pub fn has_token(value: &[u8], token: &str) -> bool {
+    tokens(value).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// A message the data plane refuses to forward.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    /// RFC 9110 §7.6.1: a proxy removes what `Connection` names; framing and
+    /// `Host` cannot be removed safely.
+    #[error("the Connection header names {0}, which a proxy cannot remove")]
+    ConnectionNamesFraming(String),
+    /// RFC 9112 §3.2: an HTTP/1.1 request must carry `Host`.
+    #[error("the request has no Host header")]
+    NoHost,
+    /// RFC 9112 §3.2: one `Host` line at most.
+    #[error("the request has more than one Host header")]
+    ManyHosts,
+    /// RFC 9112 §3.2: a `Host` that is not `uri-host [ ":" port ]`.
+    #[error("the Host header is not a valid host")]
+    InvalidHost,
+    /// RFC 9112 §6.1: a transfer coding other than chunked last (the body's
+    /// length cannot be known).
+    #[error("the request's Transfer-Encoding does not end in chunked")]
+    TransferEncoding,
+    /// RFC 9110 §8.6: an invalid or conflicting `Content-Length`.
+    #[error("the request's Content-Length is invalid")]
+    ContentLength,
+    /// RFC 9110 §9.3.6: a gateway to replicas does not tunnel `CONNECT`.
+    #[error("CONNECT is not supported")]
+    Connect,
+}
+
+impl Violation {
+    /// The status the client gets: 400, or 501 for `CONNECT` (RFC 9110
+    /// §15.6.2).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Violation::Connect => StatusCode::NOT_IMPLEMENTED,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Check one `Connection` header value: none of its options may be a
+/// framing header.
+///
+/// # Errors
+/// [`Violation::ConnectionNamesFraming`] naming the first such option.
+pub fn check_connection(value: &[u8]) -> Result<(), Violation> {
+    match tokens(value).find(|t| FRAMING.iter().any(|f| t.eq_ignore_ascii_case(f.as_bytes()))) {
+        Some(named) => Err(Violation::ConnectionNamesFraming(
+            String::from_utf8_lossy(named).to_ascii_lowercase(),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Counts and checks the `Host` lines of a request (RFC 9112 §3.2).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HostCheck {
+    seen: u8,
+    invalid: bool,
+}
+
+impl HostCheck {
+    /// Note one `Host` line.
+    pub fn note(&mut self, value: &[u8]) {
+        self.seen = self.seen.saturating_add(1);
+        self.invalid |= !valid_host(value);
+    }
+
+    /// The verdict for a request of HTTP/1.1 (`http11`) or HTTP/1.0, for
+    /// which `Host` is optional.
+    ///
+    /// # Errors
+    /// [`Violation::NoHost`], [`Violation::ManyHosts`],
+    /// [`Violation::InvalidHost`].
+    pub fn finish(self, http11: bool) -> Result<(), Violation> {
+        match self.seen {
+            0 if http11 => Err(Violation::NoHost),
+            0 => Ok(()),
+            1 if self.invalid => Err(Violation::InvalidHost),
+            1 => Ok(()),
+            _ => Err(Violation::ManyHosts),
+        }
+    }
+}
+
+/// Whether `value` is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986
+/// §3.2.2): an IP literal in brackets or a reg-name (unreserved,
+/// percent-encoded, sub-delims), then optionally `:` and digits. The empty
+/// value is valid (a target URI without authority). No userinfo.
+pub fn valid_host(value: &[u8]) -> bool {
+    let value = value.trim_ascii();
+    let (host, port) = if value.first() == Some(&b'[') {
+        let Some(close) = value.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &value[1..close];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'v' | b'V'))
+        {
+            return false;
+        }
+        match &value[close + 1..] {
+            [] => (&value[..0], None),
+            [b':', port @ ..] => (&value[..0], Some(port)),
+            _ => return false,
+        }
+    } else {
+        match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
+            None => (value, None),
+        }
+    };
+    let reg_name = host.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    });
+    reg_name && port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit))
+}
+
+/// A decimal `Content-Length` (RFC 9110 §8.6: digits only, at most 15 of
+/// them).
+pub fn parse_length(value: &[u8]) -> Option<usize> {
+    let value = value.trim_ascii();
+    if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    value.iter().try_fold(0usize, |n, &d| {
+        n.checked_mul(10)?.checked_add(usize::from(d - b'0'))
+    })
+}
+
+/// Whether a `Transfer-Encoding` value's last coding is chunked (RFC 9112
+/// §6.3: otherwise a request's length cannot be determined).
+pub fn chunked_last(value: &[u8]) -> bool {
+    tokens(value)
+        .last()
+        .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
+}
+
+/// RFC 9110 §9.2.2: methods a client may repeat, so a request that may have
+/// reached a replica can be sent to the next one.
+pub fn is_idempotent(method: &[u8]) -> bool {
+    matches!(
+        method,
+        b"GET" | b"HEAD" | b"PUT" | b"DELETE" | b"OPTIONS" | b"TRACE"
+    )
+}
+
+/// Paths served by the control plane's admin API.
+pub fn is_admin(path: &str) -> bool {
+    matches!(path, "/rep" | "/add" | "/rm")
+}
+
+/// Statuses whose responses never have a body (RFC 9110 §6.4.1): 1xx, 204,
+/// 304.
+pub fn bodiless_status(status: u16) -> bool {
+    (100..200).contains(&status) || status == 204 || status == 304
+}
+
+/// Statuses that may not carry `Content-Length` (RFC 9110 §8.6): 1xx, 204.
+pub fn forbids_content_length(status: u16) -> bool {
+    (100..200).contains(&status) || status == 204
+}
+
+/// Whether a request asks to switch protocols (RFC 9110 §7.8): an HTTP/1.1
+/// request with an `Upgrade` header that `Connection` names.
+pub fn wants_upgrade<'h>(
+    http11: bool,
+    mut connection: impl Iterator<Item = &'h [u8]>,
+    has_upgrade: bool,
+) -> bool {
+    http11 && has_upgrade && connection.any(|v| has_token(v, "upgrade"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_may_not_name_framing_headers() {
+        assert!(check_connection(b"keep-alive, x-private").is_ok());
+        assert!(check_connection(b"close").is_ok());
+        for bad in [
+            &b"Content-Length"[..],
+            b"keep-alive, transfer-encoding",
+            b"HOST",
+            b" ,content-LENGTH , ",
+        ] {
+            assert!(
+                matches!(
+                    check_connection(bad),
+                    Err(Violation::ConnectionNamesFraming(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn host_rules() {
+        let verdict = |http11: bool, hosts: &[&[u8]]| {
+            let mut check = HostCheck::default();
+            for host in hosts {
+                check.note(host);
+            }
+            check.finish(http11)
+        };
+        assert_eq!(verdict(true, &[]), Err(Violation::NoHost));
+        assert_eq!(verdict(false, &[]), Ok(()));
+        assert_eq!(verdict(true, &[b"a", b"a"]), Err(Violation::ManyHosts));
+        for good in [
+            &b"lb"[..],
+            b"lb:5000",
+            b"127.0.0.1:80",
+            b"[::1]:5000",
+            b"[::1]",
+            b"a-b.example.com",
+            b"",
+            b"xn--e1afmkfd.xn--p1ai",
+        ] {
+            assert_eq!(verdict(true, &[good]), Ok(()), "{:?}", good);
+        }
+        for bad in [
+            &b"a b"[..],
+            b"a/b",
+            b"user@a",
+            b"a:port",
+            b"a:1:2",
+            b"[::1",
+            b"[]",
+            b"a:123456",
+            b"a\\b",
+            b"a?b",
+        ] {
+            assert_eq!(
+                verdict(true, &[bad]),
+                Err(Violation::InvalidHost),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn lengths_and_codings() {
+        assert_eq!(parse_length(b"0"), Some(0));
+        assert_eq!(parse_length(b" 42 "), Some(42));
+        for bad in [&b""[..], b"+1", b"1,1", b"-1", b"0x10", b"9999999999999999"] {
+            assert_eq!(parse_length(bad), None, "{bad:?}");
+        }
+        assert!(chunked_last(b"gzip, chunked"));
+        assert!(chunked_last(b"CHUNKED"));
+        assert!(!chunked_last(b"chunked, gzip"));
+        assert!(!chunked_last(b"xchunked"));
+        assert!(!chunked_last(b""));
+    }
+
+    #[test]
+    fn methods_statuses_upgrades() {
+        assert!(is_idempotent(b"GET") && is_idempotent(b"PUT"));
+        assert!(!is_idempotent(b"POST") && !is_idempotent(b"PATCH"));
+        assert!(!is_idempotent(b"get"), "methods are case-sensitive");
+        assert!(bodiless_status(103) && bodiless_status(204) && bodiless_status(304));
+        assert!(!bodiless_status(200) && !bodiless_status(404));
+        assert!(forbids_content_length(204) && !forbids_content_length(304));
+        let upgrade = |values: &[&[u8]]| wants_upgrade(true, values.iter().copied(), true);
+        assert!(upgrade(&[b"Upgrade"]));
+        assert!(upgrade(&[b"keep-alive", b"keep-alive, upgrade"]));
+        assert!(!upgrade(&[b"keep-alive"]));
+        assert!(!wants_upgrade(false, [&b"upgrade"[..]].into_iter(), true));
+    }
+}
