@@ -33,7 +33,11 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # fast engine buys, measured in the same run. The "-busy-poll(ing)" rows are
 # ringlb with `--busy-poll` and HAProxy with `busy-polling`: each proxy's
 # option to poll instead of sleeping between events.
-PROXIES = ["ringlb", "ringlb-busy-poll", "ringlb-hyper", "nginx", "haproxy", "haproxy-busy-polling"]
+# "ringlb-before" is the data plane binary given with `--before-bin` (an
+# earlier commit's): a change to the request path measured before and after
+# in one run.
+PROXIES = ["ringlb", "ringlb-before", "ringlb-busy-poll", "ringlb-hyper", "nginx", "haproxy",
+           "haproxy-busy-polling"]
 WORKLOADS = [("one key (/home)", False), ("spread keys (/k/N)", True)]
 
 
@@ -239,6 +243,9 @@ def main():
     parser.add_argument("--proxies", default=",".join(PROXIES),
                         help=f"comma-separated rows to measure (default: all of {','.join(PROXIES)}); "
                              "ringlb is always measured")
+    parser.add_argument("--before-bin", metavar="PATH",
+                        help="a data-plane binary built from an earlier commit: measured as the ringlb-before row "
+                             "(before/after a change in one run)")
     parser.add_argument("--smoke", action="store_true", help="1 round of 1 s, no RESULTS.md update")
     parser.add_argument("--hold", action="store_true",
                         help="start the replicas and the proxies (all but haproxy-busy-polling, which spins when idle), "
@@ -251,6 +258,13 @@ def main():
     if unknown:
         parser.error(f"unknown proxies: {', '.join(sorted(unknown))} (known: {', '.join(PROXIES)})")
     args.proxies = [p for p in PROXIES if p in args.proxies.split(",") or p == "ringlb"]
+    if args.before_bin:
+        if not os.access(args.before_bin, os.X_OK):
+            parser.error(f"--before-bin {args.before_bin}: not an executable")
+        if "ringlb-before" not in args.proxies:
+            args.proxies.insert(1, "ringlb-before")
+    elif "ringlb-before" in args.proxies:
+        args.proxies.remove("ringlb-before")
     if args.workers != 1 and "ringlb-busy-poll" in args.proxies:
         log("--busy-poll needs one data-plane worker: no ringlb-busy-poll row with --workers "
             f"{args.workers}")
@@ -277,9 +291,9 @@ def run(args, tmp, procs):
     admin = f"http://127.0.0.1:{http_port}"
     # Well-mixed hashing for both workloads, like nginx's and HAProxy's.
     http("PUT", f"{admin}/config", '{"request_hash": "xxh3", "vnode_hash": "xxh3", "slots": 4096, "vnodes": 64}')
-    def data_plane(*extra):
+    def data_plane(*extra, binary=f"{b}/data-plane"):
         port = free_port()
-        proc = procs.start(["taskset", "-c", "0", f"{b}/data-plane", "--listen", f"127.0.0.1:{port}",
+        proc = procs.start(["taskset", "-c", "0", binary, "--listen", f"127.0.0.1:{port}",
                             "--control-plane-grpc", f"http://127.0.0.1:{grpc_port}",
                             "--control-plane-http", f"127.0.0.1:{http_port}", "--workers", str(args.workers),
                             *extra],
@@ -289,6 +303,8 @@ def run(args, tmp, procs):
 
     dp_port, dp = data_plane()
     data_planes = {"ringlb": (dp_port, dp)}
+    if "ringlb-before" in args.proxies:
+        data_planes["ringlb-before"] = data_plane(binary=args.before_bin)
     if "ringlb-busy-poll" in args.proxies:
         data_planes["ringlb-busy-poll"] = data_plane("--busy-poll", args.busy_poll)
     if "ringlb-hyper" in args.proxies:
@@ -427,6 +443,8 @@ def write_results(args, results):
         "and the three replicas on core 1, rounds interleaved, medians of the rounds. nginx and HAProxy configs: "
         "[`nginx.conf.in`](nginx.conf.in), [`haproxy.cfg.in`](haproxy.cfg.in).",
         "",
+        ("`ringlb-before` is the data plane built from an earlier commit (`--before-bin`), measured in the same "
+         "run. " if args.before_bin else "") +
         "`ringlb-busy-poll` is the same data plane with `--busy-poll "
         f"{args.busy_poll}`; `ringlb-hyper` with `--engine hyper` (hyper serves every connection); "
         "`haproxy-busy-polling` is HAProxy's config with `busy-polling` (it polls even when idle, so it is "

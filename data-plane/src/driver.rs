@@ -67,7 +67,7 @@ impl Refusal {
     pub fn violation(violation: &Violation) -> Refusal {
         Refusal {
             status: violation.status(),
-            message: format!("Bad request: {violation}"),
+            message: violation.to_string(),
             close: true,
         }
     }

@@ -50,24 +50,17 @@ pub fn has_token(value: &[u8], token: &str) -> bool {
 pub enum Violation {
     /// RFC 9110 §7.6.1: a proxy removes what `Connection` names; framing and
     /// `Host` cannot be removed safely.
-    #[error("the Connection header names {0}, which a proxy cannot remove")]
+    #[error("The Connection header names {0}, which a proxy cannot remove")]
     ConnectionNamesFraming(String),
     /// RFC 9112 §3.2: an HTTP/1.1 request must carry `Host`.
-    #[error("the request has no Host header")]
+    #[error("The request has no Host header")]
     NoHost,
     /// RFC 9112 §3.2: one `Host` line at most.
-    #[error("the request has more than one Host header")]
+    #[error("The request has more than one Host header")]
     ManyHosts,
     /// RFC 9112 §3.2: a `Host` that is not `uri-host [ ":" port ]`.
-    #[error("the Host header is not a valid host")]
+    #[error("The Host header is not a valid host")]
     InvalidHost,
-    /// RFC 9112 §6.1: a transfer coding other than chunked last (the body's
-    /// length cannot be known).
-    #[error("the request's Transfer-Encoding does not end in chunked")]
-    TransferEncoding,
-    /// RFC 9110 §8.6: an invalid or conflicting `Content-Length`.
-    #[error("the request's Content-Length is invalid")]
-    ContentLength,
     /// RFC 9110 §9.3.6: a gateway to replicas does not tunnel `CONNECT`.
     #[error("CONNECT is not supported")]
     Connect,

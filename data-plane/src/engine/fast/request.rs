@@ -5,6 +5,7 @@
 //! over to hyper with the bytes read so far ([`Parsed::HandOver`]); what no
 //! engine forwards is refused ([`Parsed::Refuse`]).
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::head::{connection_listed, offset_in, write_headers};
@@ -66,9 +67,12 @@ pub enum Parsed {
 
 /// Parse the head at the start of `buf` under `limits`.
 pub fn parse(buf: &[u8], limits: &Limits) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
+    // Uninitialised: nothing to zero per request (httparse writes only
+    // the headers it finds).
+    let mut headers =
+        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_REQUEST_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
             return match over_limits(buf, buf.len(), limits) {

@@ -2,6 +2,8 @@
 //! §6.3), whether the connection can carry another request, and the head
 //! as the client gets it.
 
+use std::mem::MaybeUninit;
+
 use super::head::{connection_listed, write_headers};
 use crate::config::MAX_RESPONSE_HEADERS;
 use crate::rules;
@@ -68,9 +70,16 @@ pub fn parse(
     head_request: bool,
     max_head: usize,
 ) -> Result<Option<ResponseHead>, ResponseError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut res = httparse::Response::new(&mut headers);
-    let len = match res.parse(buf) {
+    // Uninitialised: nothing to zero per response (httparse writes only
+    // the headers it finds).
+    let mut headers =
+        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut res = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut res,
+        buf,
+        &mut headers,
+    ) {
         Ok(httparse::Status::Complete(len)) if len <= max_head => len,
         Ok(httparse::Status::Complete(_)) => return Err(ResponseError::TooLarge(max_head)),
         Ok(httparse::Status::Partial) if buf.len() >= max_head => {
