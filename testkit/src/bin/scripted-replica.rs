@@ -4,15 +4,37 @@
 //! one, but it writes its responses byte by byte as scripted per path, to
 //! exercise what a proxy must forward: chunked bodies with trailers,
 //! close-delimited bodies, hop-by-hop headers, interim responses, bodies
-//! that come in pieces, invalid responses.
+//! that come in pieces, invalid responses, responses that try to smuggle a
+//! second one, WebSocket tunnels.
+//!
+//! It remembers the request line (method and target) of every request it
+//! receives; `GET /seen` lists them, so that a test can tell whether a
+//! request reached this replica.
 //!
 //! Blocking std networking, one thread per connection: it is a test peer,
 //! not a server.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
+
+use base64::Engine as _;
+
+/// `method target` of every request this process received, in order.
+static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn seen() -> MutexGuard<'static, Vec<String>> {
+    // A thread that panicked while holding the lock left a whole list.
+    SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// RFC 6455 §1.3: appended to `Sec-WebSocket-Key` before hashing.
+const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// The largest WebSocket frame payload accepted (a test peer's bound).
+const MAX_FRAME: u64 = 16 * 1024 * 1024;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -35,10 +57,23 @@ fn main() {
     }
 }
 
-/// One request as received: its head as text, its body.
+/// One request as received: its head as text, its body (decoded when it
+/// came chunked).
 struct Received {
     head: String,
     body: Vec<u8>,
+}
+
+impl Received {
+    /// The value of the first header `name` (any case), trimmed.
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    }
 }
 
 fn serve(stream: TcpStream, name: &str) {
@@ -49,13 +84,9 @@ fn serve(stream: TcpStream, name: &str) {
     });
     let mut out = stream;
     while let Some(request) = read_request(&mut reader) {
-        let path = request
-            .head
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("/")
-            .to_owned();
-        if !respond(&mut out, &path, &request, name) {
+        let target = request.head.split_whitespace().nth(1).unwrap_or("/");
+        let path = target.split('?').next().unwrap_or("/").to_owned();
+        if !respond(&mut reader, &mut out, &path, &request, name) {
             return;
         }
     }
@@ -69,23 +100,87 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Received> {
             return None;
         }
         head.push_str(&line);
-        if line == "\r\n" {
+        if line == "\r\n" || line == "\n" {
             break;
         }
     }
-    let length = head
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+    let request_line: Vec<&str> = head.split_whitespace().take(2).collect();
+    seen().push(request_line.join(" "));
+    let mut request = Received {
+        head,
+        body: Vec::new(),
+    };
+    let chunked = request
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().ends_with("chunked"));
+    let length = request
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(Received { head, body })
+    // Like any HTTP/1.1 server: a client that waits for it gets its
+    // `100 Continue` before the body is read.
+    let expects = request
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if expects && (chunked || length > 0) {
+        reader
+            .get_mut()
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .ok()?;
+    }
+    if chunked {
+        request.body = read_chunked(reader)?;
+    } else {
+        request.body = vec![0; length];
+        reader.read_exact(&mut request.body).ok()?;
+    }
+    Some(request)
+}
+
+/// A chunked body, decoded; its trailers are read and dropped.
+fn read_chunked(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut size_line = String::new();
+        if reader.read_line(&mut size_line).ok()? == 0 {
+            return None;
+        }
+        let size = size_line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size, 16).ok()?;
+        if size == 0 {
+            loop {
+                let mut trailer = String::new();
+                if reader.read_line(&mut trailer).ok()? == 0 || trailer.trim().is_empty() {
+                    return Some(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..]).ok()?;
+        let mut crlf = String::new();
+        reader.read_line(&mut crlf).ok()?;
+    }
+}
+
+/// A complete HTTP/1.1 response of exactly `total` bytes whose body is
+/// `SMUGGLED`: what a replica appends where no body may be, to see whether
+/// a proxy takes it for the answer to a later request.
+fn smuggled_response(total: usize) -> Vec<u8> {
+    let prefix = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Pad: ";
+    let suffix = "\r\n\r\nSMUGGLED";
+    let pad = total.saturating_sub(prefix.len() + suffix.len());
+    format!("{prefix}{}{suffix}", "a".repeat(pad)).into_bytes()
 }
 
 /// Write the scripted response; false when the connection must end.
-fn respond(out: &mut TcpStream, path: &str, request: &Received, name: &str) -> bool {
+fn respond(
+    reader: &mut BufReader<TcpStream>,
+    out: &mut TcpStream,
+    path: &str,
+    request: &Received,
+    name: &str,
+) -> bool {
     let pause = || thread::sleep(Duration::from_millis(20));
     let fixed = |out: &mut TcpStream, status: &str, body: &str| {
         write!(
@@ -98,6 +193,16 @@ fn respond(out: &mut TcpStream, path: &str, request: &Received, name: &str) -> b
     match path {
         "/heartbeat" => fixed(out, "200 OK", ""),
         "/home" => fixed(out, "200 OK", &format!("Hello from: {name}")),
+        // `replica <name>`, then one `method target` line per request
+        // received so far (this one included).
+        "/seen" => {
+            let mut body = format!("replica {name}\n");
+            for line in seen().iter() {
+                body.push_str(line);
+                body.push('\n');
+            }
+            fixed(out, "200 OK", &body)
+        }
         // The head and body the replica received, as its body.
         "/echo" => {
             let mut body = request.head.clone().into_bytes();
@@ -138,6 +243,17 @@ fn respond(out: &mut TcpStream, path: &str, request: &Received, name: &str) -> b
                 b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal",
             )
             .is_ok(),
+        // An interim response, a pause, then the final one.
+        "/early-hints" => {
+            let hints = out
+                .write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+                .is_ok();
+            thread::sleep(Duration::from_millis(200));
+            hints
+                && out
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal")
+                    .is_ok()
+        }
         "/in-pieces" => {
             let body = "0123456789".repeat(100_000);
             let _ = write!(out, "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
@@ -154,6 +270,168 @@ fn respond(out: &mut TcpStream, path: &str, request: &Received, name: &str) -> b
             let _ = out.write_all(b"this is not HTTP\r\n\r\n");
             false
         }
+        "/bad-length" => {
+            let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n");
+            false
+        }
+        // `Connection` naming the response's own framing header.
+        "/connection-content-length" => out
+            .write_all(b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\nhello")
+            .is_ok(),
+        // Both framings: Transfer-Encoding wins (RFC 9112 §6.3).
+        "/chunked-and-length" => out
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            )
+            .is_ok(),
+        // Responses that have no body, each followed by bytes that look
+        // like one (or like a whole other response), in the same write.
+        "/no-content" => {
+            let mut raw = b"HTTP/1.1 204 No Content\r\nContent-Length: 68\r\n\r\n".to_vec();
+            raw.extend_from_slice(&smuggled_response(68));
+            out.write_all(&raw).is_ok()
+        }
+        "/not-modified" => {
+            let mut raw = b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 68\r\n\r\n".to_vec();
+            raw.extend_from_slice(&smuggled_response(68));
+            out.write_all(&raw).is_ok()
+        }
+        // The body even when the request is a HEAD.
+        "/head-body" => out
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED")
+            .is_ok(),
+        // 70 `Set-Cookie` fields, about 2 KB of head.
+        "/cookies" => {
+            let mut raw = String::from("HTTP/1.1 200 OK\r\n");
+            for n in 0..70 {
+                raw.push_str(&format!("Set-Cookie: c{n}={}\r\n", cookie_value(n)));
+            }
+            raw.push_str("Content-Length: 2\r\n\r\nok");
+            out.write_all(raw.as_bytes()).is_ok()
+        }
+        "/ws" => websocket(reader, out, request, None),
+        "/ws-close-after-1" => websocket(reader, out, request, Some(1)),
         _ => fixed(out, "404 Not Found", "no such path"),
     }
+}
+
+/// The value of `/cookies`' cookie `n`: 20 characters.
+fn cookie_value(n: usize) -> String {
+    format!("{n:0>20}")
+}
+
+/// Accept a WebSocket handshake (RFC 6455 §4.2.2), then echo every data
+/// frame back, unmasked, answer pings, and answer a close with a close and
+/// the end of the connection. With `messages`, the connection ends (no
+/// close frame) after that many messages are echoed. Always false: the
+/// connection no longer speaks HTTP.
+fn websocket(
+    reader: &mut BufReader<TcpStream>,
+    out: &mut TcpStream,
+    request: &Received,
+    messages: Option<usize>,
+) -> bool {
+    let upgrade = request
+        .header("upgrade")
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let Some(key) = request.header("sec-websocket-key").filter(|_| upgrade) else {
+        let body = "a WebSocket handshake needs Upgrade: websocket and Sec-WebSocket-Key";
+        return write!(
+            out,
+            "HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .is_ok();
+    };
+    let digest = sha1_smol::Sha1::from(format!("{key}{WEBSOCKET_GUID}")).digest();
+    let accept = base64::engine::general_purpose::STANDARD.encode(digest.bytes());
+    if write!(
+        out,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut echoed = 0;
+    while let Some((first, payload)) = read_frame(reader) {
+        let fin = first & 0x80 != 0;
+        match first & 0x0f {
+            // Continuation, text, binary: back as they came.
+            0x0..=0x2 => {
+                if !write_frame(out, first, &payload) {
+                    return false;
+                }
+                if fin {
+                    echoed += 1;
+                    if messages.is_some_and(|m| echoed >= m) {
+                        return false;
+                    }
+                }
+            }
+            // Close: the close echoed, then the end of the connection.
+            0x8 => {
+                let code = payload.get(..2).unwrap_or(&[]);
+                let _ = write_frame(out, 0x88, code);
+                return false;
+            }
+            // Ping: pong.
+            0x9 if !write_frame(out, 0x8a, &payload) => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// One frame: its first byte (FIN, RSV, opcode) and its unmasked payload.
+fn read_frame(reader: &mut impl Read) -> Option<(u8, Vec<u8>)> {
+    let mut start = [0u8; 2];
+    reader.read_exact(&mut start).ok()?;
+    let masked = start[1] & 0x80 != 0;
+    let length = match start[1] & 0x7f {
+        126 => {
+            let mut n = [0u8; 2];
+            reader.read_exact(&mut n).ok()?;
+            u64::from(u16::from_be_bytes(n))
+        }
+        127 => {
+            let mut n = [0u8; 8];
+            reader.read_exact(&mut n).ok()?;
+            u64::from_be_bytes(n)
+        }
+        n => u64::from(n),
+    };
+    if length > MAX_FRAME {
+        return None;
+    }
+    let mut mask = [0u8; 4];
+    if masked {
+        reader.read_exact(&mut mask).ok()?;
+    }
+    let mut payload = vec![0; usize::try_from(length).ok()?];
+    reader.read_exact(&mut payload).ok()?;
+    if masked {
+        for (i, byte) in payload.iter_mut().enumerate() {
+            *byte ^= mask[i % 4];
+        }
+    }
+    Some((start[0], payload))
+}
+
+/// Write a frame as a server does: unmasked.
+fn write_frame(out: &mut TcpStream, first: u8, payload: &[u8]) -> bool {
+    let mut frame = vec![first];
+    match payload.len() {
+        n @ 0..=125 => frame.push(n as u8),
+        n @ 126..=0xffff => {
+            frame.push(126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(payload);
+    out.write_all(&frame).is_ok()
 }

@@ -109,7 +109,9 @@ impl ClientConn {
                 HeadRead::Closed => return Ok(None),
                 HeadRead::HandOver(why) => return Ok(Some(why)),
                 HeadRead::Refuse(refusal) => {
-                    self.refuse(false, &refusal).await?;
+                    // The answer to a HEAD request has no body, even ours.
+                    let is_head = self.buf.starts_with(b"HEAD ");
+                    self.refuse(is_head, &refusal).await?;
                     return Ok(None);
                 }
             };
