@@ -353,7 +353,14 @@ async fn a_request_line_over_the_limit_is_414(engine: &str) {
         "x".repeat(100_000)
     );
     let reply = exchange(&wire, &query, &format!("{engine}: 100 KB query"));
-    assert_refusal(&reply, 414, &format!("{engine}: 100 KB query"));
+    if engine == "hyper" {
+        // hyper's parser refuses a target over 64 KiB itself, before the
+        // data plane sees the request: the right status, hyper's empty
+        // body (README, "Limits").
+        assert_eq!(reply.status, 414, "{engine}: 100 KB query: {reply:?}");
+    } else {
+        assert_refusal(&reply, 414, &format!("{engine}: 100 KB query"));
+    }
 
     let line = format!("{}\r\nHost: lb\r\n\r\n", request_line("/home", 9_000));
     let reply = exchange(&wire, &line, &format!("{engine}: 9000-byte line"));

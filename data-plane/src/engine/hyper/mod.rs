@@ -42,6 +42,12 @@ pub(crate) type ProxyBody = Either<PooledBody, Full<Bytes>>;
 /// hyper answers 431.
 const HYPER_MIN_HEAD_BUFFER: usize = 1024 * 1024;
 
+/// The most header fields hyper parses in a request: more than the data
+/// plane allows ([`MAX_REQUEST_HEADERS`]), so that the data plane, not
+/// hyper, refuses a request with a few too many (431 as JSON); beyond this
+/// hyper answers its own 431.
+const HYPER_MAX_HEADERS: usize = 4 * MAX_REQUEST_HEADERS;
+
 /// hyper's server, configured once from the limits.
 #[derive(Clone)]
 pub(crate) struct Server(auto::Builder<TokioExecutor>);
@@ -52,7 +58,7 @@ impl Server {
         http.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .max_headers(MAX_REQUEST_HEADERS)
+            .max_headers(HYPER_MAX_HEADERS)
             .max_buf_size(limits.max_head_bytes().max(HYPER_MIN_HEAD_BUFFER));
         Server(http)
     }

@@ -8,7 +8,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Uri, Version};
 use http_body_util::Full;
 
-use crate::config::Limits;
+use crate::config::{Limits, MAX_REQUEST_HEADERS};
 use crate::driver::Refusal;
 use crate::rules::{self, HostCheck, Violation};
 
@@ -28,6 +28,9 @@ pub(crate) fn check<B>(req: &Request<B>, limits: &Limits) -> Result<(), Refusal>
         if req.method().as_str().len() + 1 + target + 9 > limits.max_request_line_bytes {
             return Err(Refusal::line_too_long(limits.max_request_line_bytes));
         }
+    }
+    if req.headers().len() > MAX_REQUEST_HEADERS {
+        return Err(Refusal::headers_too_large(limits.max_header_bytes));
     }
     let fields: usize = req
         .headers()
