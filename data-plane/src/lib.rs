@@ -60,7 +60,12 @@ pub use server::{BuildError, DataPlane, DataPlaneBuilder};
 /// differential checks only: not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
+    pub use crate::driver::Refusal;
     pub use crate::engine::fast::chunked::{ChunkedError, ChunkedScanner};
-    pub use crate::engine::fast::request::{Parsed, RequestHead, parse as parse_request};
-    pub use crate::engine::fast::response::{Framing, ResponseHead, parse as parse_response};
+    pub use crate::engine::fast::request::{
+        HandOver, Parsed, RequestHead, parse as parse_request, rebuild as rebuild_request,
+    };
+    pub use crate::engine::fast::response::{
+        Framing, ResponseError, ResponseHead, parse as parse_response, rebuild as rebuild_response,
+    };
 }

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Either, Limited};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
-use super::interim::Interim;
+use super::interim::{Interim, Window};
 use super::pool::PooledBody;
 use super::request::{self, Outbound};
 use super::{ProxyBody, aborted, refused, upgrade};
@@ -34,7 +34,10 @@ pub(crate) async fn handle(
     let upgrade = request::upgrade_of(&req);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client; HTTP/2 has no way here.
-    let interim = (req.version() == Version::HTTP_11).then_some(interim);
+    let interim = (req.version() == Version::HTTP_11).then(|| {
+        let window = interim.open();
+        (interim, window)
+    });
     let (parts, body) = req.into_parts();
     let body = match read_body(body, shared.limits.max_body_bytes).await {
         Ok(body) => body,
@@ -57,7 +60,14 @@ pub(crate) async fn handle(
         interim,
         client_upgrade,
     };
-    match driver::drive(shared, client, info, &mut exchange).await {
+    let outcome = driver::drive(shared, client, info, &mut exchange).await;
+    // No interim response may come after the final one: none is taken
+    // from now on, and those taken are written before it.
+    if let Some((interim, window)) = &exchange.interim {
+        interim.close(*window);
+        interim.written().await;
+    }
+    match outcome {
         Outcome::Forward(response) => to_client(response),
         Outcome::Refuse(refusal, _) => refused(&refusal),
         Outcome::Abort(_) => aborted(),
@@ -81,8 +91,9 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Refusal> {
 struct HyperExchange<'r> {
     outbound: &'r Outbound,
     body: Bytes,
-    /// Where 1xx responses go (HTTP/1.1 clients only).
-    interim: Option<Interim>,
+    /// Where 1xx responses go (HTTP/1.1 clients only), and for which
+    /// request.
+    interim: Option<(Interim, Window)>,
     /// The client's side of a protocol switch it asked for.
     client_upgrade: Option<OnUpgrade>,
 }
@@ -99,10 +110,10 @@ impl Exchange for HyperExchange<'_> {
         pools: &ReplicaPools,
     ) -> Result<Response<PooledBody>, AttemptError> {
         let mut request = self.outbound.request(self.body.clone(), pools.authority());
-        if let Some(interim) = &self.interim {
-            let interim = interim.clone();
+        if let Some((interim, window)) = &self.interim {
+            let (interim, window) = (interim.clone(), *window);
             hyper::ext::on_informational(&mut request, move |response| {
-                interim.send(&interim_head(response.status(), response.headers()));
+                interim.send(window, &interim_head(response.status(), response.headers()));
             });
         }
         let response = if self.client_upgrade.is_some() {
@@ -123,9 +134,6 @@ impl Exchange for HyperExchange<'_> {
                     source: v.into(),
                 }
             })?;
-        }
-        if let Some(interim) = &self.interim {
-            interim.written().await;
         }
         Ok(response)
     }

@@ -11,9 +11,11 @@
 //! after it has written out everything it buffered, so bytes written there
 //! come after every byte of the previous response; and hyper does not begin
 //! the current response until the service returns it, which the service
-//! does only once the queue is written ([`Interim::written`]). hyper polls
-//! the connection (and so flushes) whenever the service is polled; the
-//! queue wakes it when an interim arrives.
+//! does only once it has closed the request's window ([`Interim::close`]:
+//! no interim response is taken after that, not even a late one from an
+//! attempt given up on) and the queue is written ([`Interim::written`]).
+//! hyper polls the connection (and so flushes) whenever the service is
+//! polled; the queue wakes it when an interim arrives.
 
 use std::io;
 use std::pin::Pin;
@@ -29,7 +31,17 @@ struct Queue {
     bytes: Vec<u8>,
     /// Who to wake so that hyper flushes (the connection's task).
     flusher: Option<Waker>,
+    /// The request whose interim responses are taken; any other's (a late
+    /// one from an attempt given up on) are dropped.
+    current: u64,
+    /// Whether the current request still takes them (until its final
+    /// response is returned to hyper).
+    open: bool,
 }
+
+/// The request an interim response belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Window(u64);
 
 #[derive(Debug, Default)]
 struct State {
@@ -48,10 +60,31 @@ impl Interim {
         self.0.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queue the head of an interim response (status line, fields, empty
-    /// line) and wake the connection so that it is written.
-    pub(crate) fn send(&self, head: &[u8]) {
+    /// Start taking the interim responses of the connection's next request.
+    pub(crate) fn open(&self) -> Window {
         let mut queue = self.lock();
+        queue.current += 1;
+        queue.open = true;
+        Window(queue.current)
+    }
+
+    /// Stop taking interim responses for `window`'s request: its final
+    /// response goes out next, and nothing may come between its bytes.
+    pub(crate) fn close(&self, window: Window) {
+        let mut queue = self.lock();
+        if queue.current == window.0 {
+            queue.open = false;
+        }
+    }
+
+    /// Queue the head of an interim response (status line, fields, empty
+    /// line) for `window`'s request, if it still takes them, and wake the
+    /// connection so that it is written.
+    pub(crate) fn send(&self, window: Window, head: &[u8]) {
+        let mut queue = self.lock();
+        if !queue.open || queue.current != window.0 {
+            return;
+        }
         queue.bytes.extend_from_slice(head);
         if let Some(waker) = queue.flusher.take() {
             waker.wake();
@@ -167,10 +200,16 @@ mod tests {
     async fn queued_interims_go_out_at_the_next_flush_after_earlier_writes() {
         let (near, mut far) = tokio::io::duplex(1024);
         let (mut io, interim) = InterimIo::new(near);
+        let first = interim.open();
         io.write_all(b"previous;").await.expect("write");
-        interim.send(b"interim;");
+        interim.send(first, b"interim;");
         io.flush().await.expect("flush");
         interim.written().await;
+        interim.close(first);
+        // Late: the window is closed, and a later request's is another.
+        interim.send(first, b"late;");
+        let _second = interim.open();
+        interim.send(first, b"stale;");
         io.write_all(b"final").await.expect("write");
         io.flush().await.expect("flush");
         drop(io);
