@@ -200,10 +200,19 @@ pub async fn serve(
         router = router.add_service(reflection);
     }
     router
-        // No Nagle: a ring snapshot must not wait for the previous one's ACK.
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            stop.cancelled_owned(),
-        )
+        // No Nagle (set by the accept loop): a ring snapshot must not wait
+        // for the previous one's ACK.
+        .serve_with_incoming_shutdown(incoming(listener), stop.cancelled_owned())
         .await
+}
+
+/// The connections of `listener`, from the workspace's one accept loop
+/// ([`ringlb_rt::accept`]: backoff on errors, `TCP_NODELAY`).
+fn incoming(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
+    futures::stream::unfold(listener, |listener| async move {
+        let (stream, _) = ringlb_rt::accept(&listener).await;
+        Some((Ok(stream), listener))
+    })
 }

@@ -27,7 +27,6 @@ pub mod subscribers;
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -106,13 +105,8 @@ async fn serve(
     background.spawn(health::run_checker(manager.clone(), options.checker));
     background.spawn(watch_backend(manager.clone()));
 
-    let http = http.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
     let http_server = axum::serve(
-        http,
+        Accepting(http),
         http_api::router(manager.clone(), options.admin_token.clone()),
     )
     .with_graceful_shutdown(stop.clone().cancelled_owned());
@@ -142,6 +136,24 @@ async fn serve(
     };
     background.abort_all();
     result
+}
+
+/// The admin API's listener for axum, accepting through the workspace's
+/// one accept loop ([`ringlb_rt::accept`]: backoff on errors,
+/// `TCP_NODELAY`).
+struct Accepting(TcpListener);
+
+impl axum::serve::Listener for Accepting {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        ringlb_rt::accept(&self.0).await
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
 }
 
 /// Replace replicas the backend reports dead, without waiting for heartbeats.

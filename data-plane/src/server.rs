@@ -22,9 +22,6 @@ use crate::table::RouteTable;
 pub const DEFAULT_CONTROL_PLANE_HTTP: &str = "127.0.0.1:5100";
 /// The control plane's gRPC endpoint by default.
 pub const DEFAULT_CONTROL_PLANE_GRPC: &str = "http://127.0.0.1:50051";
-/// Pause after a failed `accept` (e.g. out of file descriptors) before the
-/// next one, so that the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// State shared by every connection.
 pub(crate) struct Shared {
@@ -238,17 +235,9 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future
             () = &mut shutdown => break,
         };
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
+            accepted = ringlb_rt::accept(&listener) => accepted,
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let stopped = stopped.clone();
         tokio::spawn(async move {

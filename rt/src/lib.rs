@@ -1,7 +1,10 @@
 //! Process plumbing shared by ringlb's binaries.
 #![forbid(unsafe_code)]
 
+mod accept;
 mod metrics;
+
+pub use accept::{MAX_ACCEPT_BACKOFF, MIN_ACCEPT_BACKOFF, accept};
 
 pub use metrics::{Render, serve_metrics};
 use tracing_subscriber::EnvFilter;

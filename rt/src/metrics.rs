@@ -22,11 +22,8 @@ pub async fn serve_metrics(
 ) {
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
-            },
+        let (stream, _) = tokio::select! {
+            accepted = crate::accept(&listener) => accepted,
             () = &mut shutdown => return,
         };
         let render = render.clone();
