@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use ringlb_api::admin::{AdminOp, parse_scale_request};
 use ringlb_proto::v1::SetRingConfigRequest;
 use serde::{Deserialize, Serialize};
@@ -78,18 +78,59 @@ fn replica_list(state: &RingState) -> Response {
     json(StatusCode::OK, ringlb_api::success(&state.replica_list()))
 }
 
-async fn read_body(body: Body) -> Result<Bytes, Response> {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(failure(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("Request body is larger than {MAX_BODY_BYTES} bytes"),
-        )),
-        Err(e) => Err(failure(
-            StatusCode::BAD_REQUEST,
-            &format!("Cannot read the request body: {e}"),
-        )),
+/// Most bytes of an oversized body read and dropped before the 413, so
+/// that a client that sends its whole body first (no `Expect:
+/// 100-continue`) reads the answer instead of a reset; past this, or past
+/// [`DRAIN_LIMIT_TIME`], the connection closes with the rest unread.
+pub const DRAIN_LIMIT_BYTES: usize = 16 * 1024 * 1024;
+/// How long reading an oversized body to drop it may take.
+pub const DRAIN_LIMIT_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The body, at most [`MAX_BODY_BYTES`] of it; beyond, a 413 (with the rest
+/// of the body drained, within [`DRAIN_LIMIT_BYTES`] and
+/// [`DRAIN_LIMIT_TIME`]).
+async fn read_body(mut body: Body) -> Result<Bytes, Response> {
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else {
+                continue; // trailers
+            };
+            seen += data.len();
+            if seen <= MAX_BODY_BYTES {
+                kept.extend_from_slice(&data);
+            } else if seen > DRAIN_LIMIT_BYTES {
+                break;
+            }
+        }
+        Ok::<_, axum::Error>(())
+    };
+    match tokio::time::timeout(DRAIN_LIMIT_TIME, read).await {
+        Ok(Err(e)) => {
+            return Err(failure(
+                StatusCode::BAD_REQUEST,
+                &format!("Cannot read the request body: {e}"),
+            ));
+        }
+        Ok(Ok(())) | Err(_) if seen > MAX_BODY_BYTES => {}
+        Ok(Ok(())) => return Ok(kept.freeze()),
+        Err(_) => {
+            return Err(failure(
+                StatusCode::REQUEST_TIMEOUT,
+                "The request body did not arrive in time",
+            ));
+        }
     }
+    let mut response = failure(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("Request body is larger than {MAX_BODY_BYTES} bytes"),
+    );
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    Err(response)
 }
 
 /// The refusal of a mutating request without the admin token (401), or
