@@ -79,6 +79,7 @@ pub async fn run(
         shutdown,
     )
     .await;
+    manager.begin_shutdown();
     stop.cancel();
     tracing::info!(backend = manager.backend().kind(), "control plane stopping");
     manager.backend().shutdown().await;
@@ -123,6 +124,7 @@ async fn serve(
     let result = tokio::select! {
         result = &mut servers => result,
         () = &mut shutdown => {
+            manager.begin_shutdown();
             stop.cancel();
             // Clients that do not hang up must not hold the shutdown forever.
             match tokio::time::timeout(DRAIN_TIMEOUT, servers).await {

@@ -56,6 +56,8 @@ pub struct Manager {
     subscribers: Arc<Subscribers>,
     next_id: AtomicU64,
     healing: AtomicBool,
+    /// Set once shutdown began: a replica that exits then is not replaced.
+    stopping: AtomicBool,
     /// Replicas started (boot, `/add`, replacements) and replicas that failed.
     started: AtomicU64,
     failed: AtomicU64,
@@ -76,6 +78,7 @@ impl Manager {
             subscribers: Arc::new(Subscribers::default()),
             next_id: AtomicU64::new(1),
             healing: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             started: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             settings,
@@ -249,6 +252,10 @@ impl Manager {
     /// A replica stopped answering (or exited): take it off the ring at once,
     /// clean up after it, and start a replacement under a new name.
     pub async fn replica_failed(&self, name: &str, id: u64, reason: &str) {
+        if self.stopping() {
+            tracing::info!(%name, id, %reason, "replica ended during shutdown; not replaced");
+            return;
+        }
         {
             let _ops = self.desired.lock().await;
             let current = self.current();
@@ -271,6 +278,18 @@ impl Manager {
         self.heal().await;
     }
 
+    /// Shutdown began: from now on no replica is replaced (they are about
+    /// to be stopped; one that ends first, e.g. from the same Ctrl-C, is
+    /// not a failure).
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`begin_shutdown`](Self::begin_shutdown) was called.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     /// How many replicas are missing from N. Never waits: while a change is
     /// under way (the operation lock is held) it answers 0, and the next
     /// heartbeat round asks again, so heartbeats never stall behind a slow
@@ -285,7 +304,7 @@ impl Manager {
     /// Start replicas under new names until N replicas run again. A failed
     /// start is logged and retried on the next heartbeat round.
     pub async fn heal(&self) {
-        if self.healing.swap(true, Ordering::SeqCst) {
+        if self.stopping() || self.healing.swap(true, Ordering::SeqCst) {
             return;
         }
         let desired = self.desired.lock().await;

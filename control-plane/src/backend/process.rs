@@ -76,7 +76,11 @@ impl ProcessBackend {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // A process group of its own: a terminal's Ctrl-C (SIGINT to the
+            // foreground group) reaches the control plane only, which then
+            // stops the replicas itself.
+            .process_group(0);
         die_with_parent(&mut cmd);
         cmd
     }
