@@ -188,6 +188,10 @@ async fn main() -> anyhow::Result<()> {
     let grpc = tokio::net::TcpListener::bind(args.grpc_listen)
         .await
         .with_context(|| format!("cannot listen on {} (gRPC)", args.grpc_listen))?;
+    // Cancelled when the control plane stops, so that the metrics server
+    // stops too.
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
+    let mut metrics_task = None;
     let metrics_addr = match args.metrics_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -196,11 +200,12 @@ async fn main() -> anyhow::Result<()> {
             let local = listener.local_addr()?;
             let source = manager.clone();
             let render: ringlb_rt::Render = Arc::new(move || source.render_metrics());
-            tokio::spawn(ringlb_rt::serve_metrics(
+            let stop = metrics_stop.clone();
+            metrics_task = Some(tokio::spawn(ringlb_rt::serve_metrics(
                 listener,
                 render,
-                std::future::pending(),
-            ));
+                stop.cancelled_owned(),
+            )));
             Some(local)
         }
         None => None,
@@ -229,7 +234,7 @@ async fn main() -> anyhow::Result<()> {
     if options.admin_token.is_enabled() {
         tracing::info!("admin token required for changes");
     }
-    ringlb_control_plane::run(
+    let served = ringlb_control_plane::run(
         manager,
         options,
         http,
@@ -237,6 +242,10 @@ async fn main() -> anyhow::Result<()> {
         ready,
         ringlb_rt::shutdown_signal(),
     )
-    .await
-    .context("control plane failed")
+    .await;
+    metrics_stop.cancel();
+    if let Some(metrics) = metrics_task {
+        let _ = metrics.await;
+    }
+    served.context("control plane failed")
 }

@@ -113,26 +113,36 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
-    if let Some(metrics) = args.metrics_listen {
-        let metrics = tokio::net::TcpListener::bind(metrics)
-            .await
-            .with_context(|| format!("cannot listen on {metrics} (metrics)"))?;
-        tracing::info!(addr = %metrics.local_addr()?, "metrics serving");
-        let stats = data_plane.stats();
-        let render: ringlb_rt::Render = Arc::new(move || stats.render());
-        tokio::spawn(ringlb_rt::serve_metrics(
-            metrics,
-            render,
-            std::future::pending(),
-        ));
-    }
+    // Told when the data plane stops, so that the metrics server stops too.
+    let (stopped, stop_seen) = tokio::sync::watch::channel(false);
+    let metrics = match args.metrics_listen {
+        Some(metrics) => {
+            let metrics = tokio::net::TcpListener::bind(metrics)
+                .await
+                .with_context(|| format!("cannot listen on {metrics} (metrics)"))?;
+            tracing::info!(addr = %metrics.local_addr()?, "metrics serving");
+            let stats = data_plane.stats();
+            let render: ringlb_rt::Render = Arc::new(move || stats.render());
+            let mut stop_seen = stop_seen.clone();
+            let shutdown = async move {
+                let _ = stop_seen.wait_for(|stopped| *stopped).await;
+            };
+            Some(tokio::spawn(ringlb_rt::serve_metrics(
+                metrics, render, shutdown,
+            )))
+        }
+        None => None,
+    };
     tracing::info!(%local, control_plane = %args.control_plane_grpc, "data plane serving");
     if args.announce {
         println!("ready {local}");
     }
-    data_plane
-        .run(listener, ringlb_rt::shutdown_signal())
-        .await?;
+    let served = data_plane.run(listener, ringlb_rt::shutdown_signal()).await;
+    let _ = stopped.send(true);
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
+    served?;
     tracing::info!("data plane stopped");
     Ok(())
 }

@@ -50,3 +50,34 @@ pub async fn serve_metrics(
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn serves_metrics_and_stops_when_told() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let render: Render = Arc::new(|| "up 1\n".to_owned());
+        let server = tokio::spawn(serve_metrics(listener, render, async {
+            let _ = stopped.await;
+        }));
+        let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        client
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.expect("read");
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nup 1\n"), "{answer}");
+        let _ = stop.send(());
+        tokio::time::timeout(std::time::Duration::from_secs(10), server)
+            .await
+            .expect("the server stopped when told")
+            .expect("join");
+    }
+}
