@@ -1,6 +1,6 @@
 //! Heartbeats: a prober that asks one replica `GET /heartbeat`, and the
 //! checker that probes every replica on an interval and reports the ones
-//! that miss `threshold` heartbeats in a row.
+//! that miss `consecutive_failures` heartbeats in a row.
 //!
 //! A busy replica is not a dead one: the probe uses its own pooled
 //! connection (it never queues behind request traffic in an accept backlog)
@@ -67,12 +67,29 @@ impl Prober {
     }
 }
 
+/// Time between two heartbeat rounds by default.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+/// How long one heartbeat may take by default before it counts as missed.
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Heartbeats missed in a row, by default, before a replica is replaced.
+pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 2;
+
 /// Heartbeat schedule.
 #[derive(Clone, Copy, Debug)]
 pub struct CheckerSettings {
+    /// Time between two heartbeat rounds.
     pub interval: Duration,
-    /// Consecutive misses before a replica is declared dead.
-    pub threshold: u32,
+    /// Heartbeats missed in a row before a replica is declared dead (≥ 1).
+    pub consecutive_failures: u32,
+}
+
+impl Default for CheckerSettings {
+    fn default() -> Self {
+        CheckerSettings {
+            interval: DEFAULT_HEARTBEAT_INTERVAL,
+            consecutive_failures: DEFAULT_CONSECUTIVE_FAILURES,
+        }
+    }
 }
 
 /// Probe every replica each interval; hand dead ones to the manager, and
@@ -100,10 +117,13 @@ pub async fn run_checker(manager: Arc<Manager>, settings: CheckerSettings) {
                     let count = misses.entry(key.clone()).or_insert(0);
                     *count += 1;
                     tracing::debug!(name = %replica.name, misses = *count, %reason, "heartbeat missed");
-                    if *count >= settings.threshold {
+                    if *count >= settings.consecutive_failures {
                         misses.remove(&key);
                         let manager = manager.clone();
-                        let why = format!("{} heartbeats missed ({reason})", settings.threshold);
+                        let why = format!(
+                            "{} heartbeats missed ({reason})",
+                            settings.consecutive_failures
+                        );
                         tokio::spawn(
                             async move { manager.replica_failed(&key.0, key.1, &why).await },
                         );

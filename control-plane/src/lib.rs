@@ -36,7 +36,13 @@ use crate::health::CheckerSettings;
 use crate::manager::Manager;
 
 /// How long open connections get to finish after shutdown starts.
-pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+pub const DRAIN_TIMEOUT: std::time::Duration = ringlb_rt::DRAIN_TIMEOUT;
+
+/// Where the HTTP admin API listens by default (loopback: expose it on
+/// purpose).
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:5100";
+/// Where the gRPC API listens by default.
+pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:50051";
 
 /// Why the control plane stopped with an error.
 #[derive(Debug, thiserror::Error)]

@@ -4,18 +4,26 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use ringlb_control_plane::Options;
 use ringlb_control_plane::auth::AdminToken;
 use ringlb_control_plane::backend::Backend;
-use ringlb_control_plane::backend::docker::{DockerBackend, DockerSettings};
+use ringlb_control_plane::backend::docker::{self, DockerBackend, DockerSettings};
 use ringlb_control_plane::backend::process::ProcessBackend;
-use ringlb_control_plane::health::{CheckerSettings, Prober};
-use ringlb_control_plane::manager::{Manager, ManagerSettings};
+use ringlb_control_plane::health::{self, CheckerSettings, Prober};
+use ringlb_control_plane::manager::{self, Manager, ManagerSettings};
 use ringlb_ring::{HashFn, KeySource, Probing, RingConfig};
+
+/// Where replicas run.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum BackendKind {
+    /// Child processes on loopback.
+    Process,
+    /// Containers through the Docker Engine API.
+    Docker,
+}
 
 /// The ringlb control plane: starts and heals the replicas, keeps the
 /// authoritative consistent-hash ring and streams it to data planes.
@@ -24,37 +32,23 @@ use ringlb_ring::{HashFn, KeySource, Probing, RingConfig};
 struct Args {
     /// Address of the HTTP admin API (/rep, /add, /rm, /config). Loopback by
     /// default; use 0.0.0.0:5100 to expose it.
-    #[arg(long, env = "RINGLB_HTTP_LISTEN", default_value = "127.0.0.1:5100")]
+    #[arg(long, env = "RINGLB_HTTP_LISTEN", default_value = ringlb_control_plane::DEFAULT_HTTP_LISTEN)]
     http_listen: SocketAddr,
 
     /// Address of the gRPC API that data planes and grpcurl use.
-    #[arg(long, env = "RINGLB_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "RINGLB_GRPC_LISTEN", default_value = ringlb_control_plane::DEFAULT_GRPC_LISTEN)]
     grpc_listen: SocketAddr,
 
     /// Address of the Prometheus /metrics endpoint; off unless given.
     #[arg(long, env = "RINGLB_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
 
-    /// Where replicas run: `process` (child processes on loopback) or
-    /// `docker` (containers through the Docker Engine API).
-    #[arg(long, env = "RINGLB_BACKEND", default_value = "process", value_parser = ["process", "docker"])]
-    backend: String,
+    /// Where replicas run.
+    #[arg(long, env = "RINGLB_BACKEND", value_enum, default_value_t = BackendKind::Process)]
+    backend: BackendKind,
 
-    /// Docker backend: the network every replica joins.
-    #[arg(long, env = "RINGLB_DOCKER_NETWORK", default_value = "net1")]
-    docker_network: String,
-
-    /// Docker backend: the replica image.
-    #[arg(
-        long,
-        env = "RINGLB_REPLICA_IMAGE",
-        default_value = "ringlb-replica:latest"
-    )]
-    replica_image: String,
-
-    /// Docker backend: the port replicas listen on inside their containers.
-    #[arg(long, env = "RINGLB_REPLICA_PORT", default_value_t = 5000)]
-    replica_port: u16,
+    #[command(flatten)]
+    docker: DockerArgs,
 
     /// Path of the `replica` binary (process backend). Default: next to this
     /// binary, else `replica` on PATH.
@@ -66,59 +60,14 @@ struct Args {
     #[arg(long, allow_hyphen_values = true)]
     replica_arg: Vec<String>,
 
-    /// Replicas started at boot, named server-1..N.
-    #[arg(long, env = "RINGLB_REPLICAS", default_value_t = 3)]
-    replicas: usize,
+    #[command(flatten)]
+    manager: ManagerArgs,
 
-    /// The most replicas the set may hold; /add beyond it is refused.
-    #[arg(long, env = "RINGLB_MAX_REPLICAS", default_value_t = 50)]
-    max_replicas: usize,
+    #[command(flatten)]
+    checker: CheckerArgs,
 
-    /// Time between two heartbeat rounds.
-    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
-    heartbeat_interval: Duration,
-
-    /// How long one heartbeat may take before it counts as missed.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    heartbeat_timeout: Duration,
-
-    /// Consecutive missed heartbeats before a replica is replaced.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
-    failure_threshold: u32,
-
-    /// How long a new replica gets to answer its first heartbeat.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    startup_timeout: Duration,
-
-    /// How long /add, /rm and config changes wait for every data plane to
-    /// apply the new ring before answering anyway.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    converge_timeout: Duration,
-
-    /// Slots on the ring (M).
-    #[arg(long, default_value_t = ringlb_ring::DEFAULT_SLOTS)]
-    slots: u32,
-
-    /// Virtual nodes per replica (K).
-    #[arg(long, default_value_t = ringlb_ring::DEFAULT_VNODES)]
-    vnodes: u32,
-
-    /// Request hash: spec, splitmix64, murmur3, xxh3.
-    #[arg(long, default_value = "spec")]
-    request_hash: HashFn,
-
-    /// Virtual-node hash: spec, splitmix64, murmur3, xxh3.
-    #[arg(long, default_value = "spec")]
-    vnode_hash: HashFn,
-
-    /// Collision rule for virtual nodes: linear, quadratic, shared.
-    #[arg(long, default_value = "linear")]
-    probing: Probing,
-
-    /// Request key: request-id (X-Request-ID or a random 6-digit id),
-    /// random, client-ip, path.
-    #[arg(long, default_value = "request-id")]
-    key_source: KeySource,
+    #[command(flatten)]
+    ring: RingArgs,
 
     /// Require `Authorization: Bearer <token>` for /add, /rm, config changes
     /// and the mutating gRPC calls (reads stay open). Off when unset.
@@ -129,6 +78,122 @@ struct Args {
     /// scripts and tests that bind port 0).
     #[arg(long)]
     announce: bool,
+}
+
+/// The Docker backend's settings ([`DockerSettings`]).
+#[derive(Debug, clap::Args)]
+struct DockerArgs {
+    /// Docker backend: the network every replica joins.
+    #[arg(long, env = "RINGLB_DOCKER_NETWORK", default_value = docker::DEFAULT_NETWORK)]
+    docker_network: String,
+
+    /// Docker backend: the replica image.
+    #[arg(long, env = "RINGLB_REPLICA_IMAGE", default_value = docker::DEFAULT_REPLICA_IMAGE)]
+    replica_image: String,
+
+    /// Docker backend: the port replicas listen on inside their containers.
+    #[arg(long, env = "RINGLB_REPLICA_PORT", default_value_t = docker::DEFAULT_REPLICA_PORT)]
+    replica_port: u16,
+}
+
+impl From<DockerArgs> for DockerSettings {
+    fn from(args: DockerArgs) -> DockerSettings {
+        DockerSettings {
+            image: args.replica_image,
+            network: args.docker_network,
+            replica_port: args.replica_port,
+        }
+    }
+}
+
+/// The replica set's limits and timeouts ([`ManagerSettings`], less the
+/// ring).
+#[derive(Debug, clap::Args)]
+struct ManagerArgs {
+    /// Replicas started at boot, named server-1..N.
+    #[arg(long, env = "RINGLB_REPLICAS", default_value_t = manager::DEFAULT_BOOT_REPLICAS)]
+    replicas: usize,
+
+    /// The most replicas the set may hold; /add beyond it is refused.
+    #[arg(long, env = "RINGLB_MAX_REPLICAS", default_value_t = manager::DEFAULT_MAX_REPLICAS)]
+    max_replicas: usize,
+
+    /// How long a new replica gets to answer its first heartbeat.
+    #[arg(long, default_value_t = manager::DEFAULT_STARTUP_TIMEOUT.into())]
+    startup_timeout: humantime::Duration,
+
+    /// How long /add, /rm and config changes wait for every data plane to
+    /// apply the new ring before answering anyway.
+    #[arg(long, default_value_t = manager::DEFAULT_CONVERGE_TIMEOUT.into())]
+    converge_timeout: humantime::Duration,
+}
+
+/// Heartbeats ([`CheckerSettings`] and the probe's timeout).
+#[derive(Debug, clap::Args)]
+struct CheckerArgs {
+    /// Time between two heartbeat rounds.
+    #[arg(long, default_value_t = health::DEFAULT_HEARTBEAT_INTERVAL.into())]
+    heartbeat_interval: humantime::Duration,
+
+    /// How long one heartbeat may take before it counts as missed.
+    #[arg(long, default_value_t = health::DEFAULT_HEARTBEAT_TIMEOUT.into())]
+    heartbeat_timeout: humantime::Duration,
+
+    /// Consecutive missed heartbeats before a replica is replaced.
+    #[arg(long, default_value_t = health::DEFAULT_CONSECUTIVE_FAILURES,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    failure_threshold: u32,
+}
+
+impl From<&CheckerArgs> for CheckerSettings {
+    fn from(args: &CheckerArgs) -> CheckerSettings {
+        CheckerSettings {
+            interval: args.heartbeat_interval.into(),
+            consecutive_failures: args.failure_threshold,
+        }
+    }
+}
+
+/// The ring at boot ([`RingConfig`]; `PUT /config` changes it at run time).
+#[derive(Debug, clap::Args)]
+struct RingArgs {
+    /// Slots on the ring (M).
+    #[arg(long, default_value_t = RingConfig::default().slots)]
+    slots: u32,
+
+    /// Virtual nodes per replica (K).
+    #[arg(long, default_value_t = RingConfig::default().vnodes)]
+    vnodes: u32,
+
+    /// Request hash: spec, splitmix64, murmur3, xxh3.
+    #[arg(long, default_value_t = RingConfig::default().request_hash)]
+    request_hash: HashFn,
+
+    /// Virtual-node hash: spec, splitmix64, murmur3, xxh3.
+    #[arg(long, default_value_t = RingConfig::default().vnode_hash)]
+    vnode_hash: HashFn,
+
+    /// Collision rule for virtual nodes: linear, quadratic, shared.
+    #[arg(long, default_value_t = RingConfig::default().probing)]
+    probing: Probing,
+
+    /// Request key: request-id (X-Request-ID or a random 6-digit id),
+    /// random, client-ip, path.
+    #[arg(long, default_value_t = RingConfig::default().key_source)]
+    key_source: KeySource,
+}
+
+impl From<RingArgs> for RingConfig {
+    fn from(args: RingArgs) -> RingConfig {
+        RingConfig {
+            slots: args.slots,
+            vnodes: args.vnodes,
+            request_hash: args.request_hash,
+            vnode_hash: args.vnode_hash,
+            probing: args.probing,
+            key_source: args.key_source,
+        }
+    }
 }
 
 fn replica_bin(explicit: Option<PathBuf>) -> PathBuf {
@@ -145,41 +210,32 @@ fn replica_bin(explicit: Option<PathBuf>) -> PathBuf {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ringlb_rt::init_tracing("info");
-    let ring = RingConfig {
-        slots: args.slots,
-        vnodes: args.vnodes,
-        request_hash: args.request_hash,
-        vnode_hash: args.vnode_hash,
-        probing: args.probing,
-        key_source: args.key_source,
-    };
+    let checker = CheckerSettings::from(&args.checker);
+    let heartbeat_timeout = args.checker.heartbeat_timeout.into();
+    let ring = RingConfig::from(args.ring);
     ring.validate().context("invalid ring configuration")?;
-    let backend: Arc<dyn Backend> = match args.backend.as_str() {
-        "docker" => Arc::new(
-            DockerBackend::connect(DockerSettings {
-                image: args.replica_image.clone(),
-                network: args.docker_network.clone(),
-                replica_port: args.replica_port,
-            })
-            .await
-            .context("cannot use the Docker backend")?,
+    let backend: Arc<dyn Backend> = match args.backend {
+        BackendKind::Docker => Arc::new(
+            DockerBackend::connect(args.docker.into())
+                .await
+                .context("cannot use the Docker backend")?,
         ),
-        _ => Arc::new(ProcessBackend::with_args(
+        BackendKind::Process => Arc::new(ProcessBackend::with_args(
             replica_bin(args.replica_bin),
             args.replica_arg.clone(),
         )),
     };
     tracing::info!(backend = backend.kind(), "replica backend ready");
     let settings = ManagerSettings {
-        boot_replicas: args.replicas,
-        max_replicas: args.max_replicas,
-        startup_timeout: args.startup_timeout,
-        converge_timeout: args.converge_timeout,
+        boot_replicas: args.manager.replicas,
+        max_replicas: args.manager.max_replicas,
+        startup_timeout: args.manager.startup_timeout.into(),
+        converge_timeout: args.manager.converge_timeout.into(),
         ring,
     };
     let manager = Arc::new(Manager::new(
         backend,
-        Prober::new(args.heartbeat_timeout),
+        Prober::new(heartbeat_timeout),
         settings,
     ));
     let http = tokio::net::TcpListener::bind(args.http_listen)
@@ -225,10 +281,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let options = Options {
-        checker: CheckerSettings {
-            interval: args.heartbeat_interval,
-            threshold: args.failure_threshold,
-        },
+        checker,
         admin_token: AdminToken::new(args.admin_token),
     };
     if options.admin_token.is_enabled() {

@@ -18,6 +18,15 @@ use crate::names;
 use crate::state::{Replica, RingState, SharedState};
 use crate::subscribers::Subscribers;
 
+/// Replicas started at boot by default.
+pub const DEFAULT_BOOT_REPLICAS: usize = 3;
+/// The most replicas the set may hold by default.
+pub const DEFAULT_MAX_REPLICAS: usize = 50;
+/// How long a new replica gets to answer its first heartbeat by default.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a change waits for every data plane to apply it by default.
+pub const DEFAULT_CONVERGE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Limits and timeouts of the manager.
 #[derive(Clone, Debug)]
 pub struct ManagerSettings {
@@ -36,10 +45,10 @@ pub struct ManagerSettings {
 impl Default for ManagerSettings {
     fn default() -> Self {
         ManagerSettings {
-            boot_replicas: 3,
-            max_replicas: 50,
-            startup_timeout: Duration::from_secs(10),
-            converge_timeout: Duration::from_secs(2),
+            boot_replicas: DEFAULT_BOOT_REPLICAS,
+            max_replicas: DEFAULT_MAX_REPLICAS,
+            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            converge_timeout: DEFAULT_CONVERGE_TIMEOUT,
             ring: RingConfig::default(),
         }
     }

@@ -33,8 +33,9 @@ pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long an idle client connection stays open between requests by
 /// default.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long open client connections get to finish after shutdown starts.
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long open client connections get to finish after shutdown starts
+/// (the workspace's one drain timeout).
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = ringlb_rt::DRAIN_TIMEOUT;
 /// Replicas tried for one request: the owner and up to two more.
 pub const MAX_ATTEMPTS: usize = 3;
 /// Idle connections kept per upstream.

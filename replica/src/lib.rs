@@ -27,7 +27,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 /// How long connections get to finish after shutdown starts.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DRAIN_TIMEOUT: Duration = ringlb_rt::DRAIN_TIMEOUT;
 
 /// Which paths the replica serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,6 +9,12 @@ pub use accept::{MAX_ACCEPT_BACKOFF, MIN_ACCEPT_BACKOFF, accept};
 pub use metrics::{Render, serve_metrics};
 use tracing_subscriber::EnvFilter;
 
+/// How long every ringlb server gives its open connections to finish once
+/// shutdown starts, before it closes them: one figure for the data plane
+/// (its default; `--drain-timeout` changes it), the control plane and the
+/// replicas, well inside Docker's 10 s stop grace period.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Log to stderr; `RUST_LOG` overrides `default_filter` (e.g. `"info"`).
 pub fn init_tracing(default_filter: &str) {
     let filter =

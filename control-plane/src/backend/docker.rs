@@ -45,6 +45,23 @@ pub struct DockerSettings {
     pub replica_port: u16,
 }
 
+/// The replica image by default (built by `make images`).
+pub const DEFAULT_REPLICA_IMAGE: &str = "ringlb-replica:latest";
+/// The network replicas join by default.
+pub const DEFAULT_NETWORK: &str = "net1";
+/// The port replicas listen on inside their containers by default.
+pub const DEFAULT_REPLICA_PORT: u16 = 5000;
+
+impl Default for DockerSettings {
+    fn default() -> Self {
+        DockerSettings {
+            image: DEFAULT_REPLICA_IMAGE.into(),
+            network: DEFAULT_NETWORK.into(),
+            replica_port: DEFAULT_REPLICA_PORT,
+        }
+    }
+}
+
 /// Runs replicas as containers.
 pub struct DockerBackend {
     docker: Docker,
