@@ -26,6 +26,15 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+/// The port a replica listens on by default (the spec's 5000; the process
+/// backend passes 0).
+pub const DEFAULT_PORT: u16 = 5000;
+/// The address a replica binds by default (all interfaces, as a container
+/// needs).
+pub const DEFAULT_HOST: &str = "0.0.0.0";
+/// The name a replica reports when it was given none.
+pub const DEFAULT_SERVER_ID: &str = "unnamed";
+
 /// How long connections get to finish after shutdown starts.
 pub const DRAIN_TIMEOUT: Duration = ringlb_rt::DRAIN_TIMEOUT;
 

@@ -13,15 +13,15 @@ use clap::Parser;
 struct Args {
     /// The replica's name, reported by `/home` (the control plane sets it to
     /// the name `/rep` lists).
-    #[arg(long, env = "SERVER_ID", default_value = "unnamed")]
+    #[arg(long, env = "SERVER_ID", default_value = ringlb_replica::DEFAULT_SERVER_ID)]
     server_id: String,
 
     /// TCP port to listen on; 0 picks a free one (see --announce).
-    #[arg(long, env = "PORT", default_value_t = 5000)]
+    #[arg(long, env = "PORT", default_value_t = ringlb_replica::DEFAULT_PORT)]
     port: u16,
 
     /// Address to bind.
-    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    #[arg(long, env = "HOST", default_value = ringlb_replica::DEFAULT_HOST)]
     host: std::net::IpAddr,
 
     /// Print `listening <addr>` on stdout once bound, so a supervisor that
