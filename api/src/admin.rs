@@ -82,15 +82,10 @@ pub fn parse_scale_request(
     };
     let n = match fields.get("n") {
         None | Some(Value::Null) => return Err(AdminError::MissingN),
-        Some(raw) => match raw.as_u64() {
-            Some(n) if (1..=max_n).contains(&n) => n as usize,
-            _ => {
-                return Err(AdminError::BadN {
-                    got: raw.to_string(),
-                    max: max_n,
-                });
-            }
-        },
+        Some(raw) => raw.as_u64().ok_or_else(|| AdminError::BadN {
+            got: raw.to_string(),
+            max: max_n,
+        })?,
     };
     let hostnames = match fields.get("hostnames") {
         None | Some(Value::Null) => Vec::new(),
@@ -103,6 +98,31 @@ pub fn parse_scale_request(
             .collect::<Result<Vec<_>, _>>()?,
         Some(other) => return Err(AdminError::BadHostnames(other.to_string())),
     };
+    validate_scale_request(op, n, hostnames, max_n)
+}
+
+/// Validate an `/add` or `/rm` request given as values (the gRPC API's
+/// form; [`parse_scale_request`] ends here too): `n` between 1 and `max_n`,
+/// at most `n` names, distinct, valid for `/add`.
+///
+/// # Errors
+/// The [`AdminError`] the HTTP API answers with for the same request.
+pub fn validate_scale_request(
+    op: AdminOp,
+    n: u64,
+    hostnames: Vec<String>,
+    max_n: u64,
+) -> Result<ScaleRequest, AdminError> {
+    if !(1..=max_n).contains(&n) {
+        return Err(AdminError::BadN {
+            got: n.to_string(),
+            max: max_n,
+        });
+    }
+    let n = usize::try_from(n).map_err(|_| AdminError::BadN {
+        got: n.to_string(),
+        max: max_n,
+    })?;
     if hostnames.len() > n {
         return Err(match op {
             AdminOp::Add => AdminError::TooManyHostnamesToAdd,

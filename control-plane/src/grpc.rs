@@ -8,6 +8,7 @@ use futures::{Stream, StreamExt};
 use ringlb_api::admin::ScaleRequest;
 use ringlb_proto::v1;
 use ringlb_proto::v1::control_plane_server::{ControlPlane, ControlPlaneServer};
+use ringlb_ring::RingConfigPatch;
 use tokio_stream::wrappers::WatchStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -70,8 +71,7 @@ fn scale_request(
     hostnames: Vec<String>,
     max_n: usize,
 ) -> Result<ScaleRequest, Status> {
-    let body = serde_json::json!({ "n": n, "hostnames": hostnames });
-    ringlb_api::admin::parse_scale_request(op, body.to_string().as_bytes(), max_n as u64)
+    ringlb_api::admin::validate_scale_request(op, u64::from(n), hostnames, max_n as u64)
         .map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
@@ -151,10 +151,11 @@ impl ControlPlane for ControlPlaneService {
         request: Request<v1::SetRingConfigRequest>,
     ) -> Result<Response<v1::RingSnapshot>, Status> {
         self.admit(&request)?;
-        let change = request.into_inner();
+        let patch = RingConfigPatch::try_from(request.get_ref())
+            .map_err(|e| status_of(ManagerError::from(e.0)))?;
         let state = self
             .manager
-            .set_config(|base| change.apply_to(base).map_err(|e| e.0))
+            .set_config(|base| patch.apply_to(base))
             .await
             .map_err(status_of)?;
         Ok(Response::new((&*state).into()))

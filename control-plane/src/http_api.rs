@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use ringlb_api::admin::{AdminOp, parse_scale_request};
-use ringlb_proto::v1::SetRingConfigRequest;
+use ringlb_ring::{RingConfigPatch, RingError, parse_name};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AdminToken;
@@ -237,16 +237,18 @@ struct ConfigPatch {
     key_source: Option<String>,
 }
 
-impl From<ConfigPatch> for SetRingConfigRequest {
-    fn from(p: ConfigPatch) -> Self {
-        SetRingConfigRequest {
+impl TryFrom<&ConfigPatch> for RingConfigPatch {
+    type Error = RingError;
+
+    fn try_from(p: &ConfigPatch) -> Result<Self, RingError> {
+        Ok(RingConfigPatch {
             slots: p.slots,
             vnodes: p.vnodes,
-            request_hash: p.request_hash,
-            vnode_hash: p.vnode_hash,
-            probing: p.probing,
-            key_source: p.key_source,
-        }
+            request_hash: parse_name(p.request_hash.as_deref())?,
+            vnode_hash: parse_name(p.vnode_hash.as_deref())?,
+            probing: parse_name(p.probing.as_deref())?,
+            key_source: parse_name(p.key_source.as_deref())?,
+        })
     }
 }
 
@@ -268,11 +270,11 @@ async fn set_config(State(api): State<Api>, headers: HeaderMap, body: Body) -> R
             );
         }
     };
-    let change = SetRingConfigRequest::from(patch);
-    match manager
-        .set_config(|base| change.apply_to(base).map_err(|e| e.0))
-        .await
-    {
+    let patch = match RingConfigPatch::try_from(&patch) {
+        Ok(patch) => patch,
+        Err(e) => return manager_failure(&ManagerError::from(e)),
+    };
+    match manager.set_config(|base| patch.apply_to(base)).await {
         Ok(state) => config_reply(&state),
         Err(e) => manager_failure(&e),
     }

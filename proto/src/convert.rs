@@ -1,7 +1,7 @@
 //! Conversions between the wire types and the ring crate's types. Names on
 //! the wire are the ring registry's names; an unknown one is an error.
 
-use ringlb_ring::{HashFn, KeySource, Probing, RingConfig, RingError};
+use ringlb_ring::{HashFn, KeySource, Probing, RingConfig, RingConfigPatch, RingError, parse_name};
 
 use crate::v1;
 
@@ -40,30 +40,20 @@ impl TryFrom<&v1::RingConfig> for RingConfig {
     }
 }
 
-impl v1::SetRingConfigRequest {
-    /// `base` with the fields this request sets replaced, validated.
-    pub fn apply_to(&self, base: &RingConfig) -> Result<RingConfig, ConfigError> {
-        let mut config = *base;
-        if let Some(slots) = self.slots {
-            config.slots = slots;
-        }
-        if let Some(vnodes) = self.vnodes {
-            config.vnodes = vnodes;
-        }
-        if let Some(name) = &self.request_hash {
-            config.request_hash = name.parse()?;
-        }
-        if let Some(name) = &self.vnode_hash {
-            config.vnode_hash = name.parse()?;
-        }
-        if let Some(name) = &self.probing {
-            config.probing = name.parse()?;
-        }
-        if let Some(name) = &self.key_source {
-            config.key_source = name.parse()?;
-        }
-        config.validate()?;
-        Ok(config)
+impl TryFrom<&v1::SetRingConfigRequest> for RingConfigPatch {
+    type Error = ConfigError;
+
+    /// The change a request asks for (names parsed; the result is validated
+    /// when the patch is applied).
+    fn try_from(r: &v1::SetRingConfigRequest) -> Result<Self, ConfigError> {
+        Ok(RingConfigPatch {
+            slots: r.slots,
+            vnodes: r.vnodes,
+            request_hash: parse_name(r.request_hash.as_deref())?,
+            vnode_hash: parse_name(r.vnode_hash.as_deref())?,
+            probing: parse_name(r.probing.as_deref())?,
+            key_source: parse_name(r.key_source.as_deref())?,
+        })
     }
 }
 
@@ -83,7 +73,8 @@ mod tests {
             request_hash: Some("xxh3".into()),
             ..Default::default()
         };
-        let changed = change.apply_to(&spec).expect("valid change");
+        let patch = RingConfigPatch::try_from(&change).expect("known names");
+        let changed = patch.apply_to(&spec).expect("valid change");
         assert_eq!(changed.vnodes, 64);
         assert_eq!(changed.request_hash, HashFn::Xxh3);
         assert_eq!(changed.vnode_hash, HashFn::Spec);
@@ -93,13 +84,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            bad.apply_to(&spec).unwrap_err().to_string(),
+            RingConfigPatch::try_from(&bad).unwrap_err().to_string(),
             "unknown probing rule 'cubic' (known: linear, quadratic, shared)"
         );
         let zero = v1::SetRingConfigRequest {
             slots: Some(0),
             ..Default::default()
         };
+        let zero = RingConfigPatch::try_from(&zero).expect("no names");
         assert!(zero.apply_to(&spec).is_err());
     }
 }

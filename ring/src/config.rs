@@ -81,6 +81,48 @@ impl Default for RingConfig {
     }
 }
 
+/// A change to some fields of a [`RingConfig`]; the others keep their
+/// value. What `PUT /config` and the gRPC `SetRingConfig` both apply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingConfigPatch {
+    pub slots: Option<u32>,
+    pub vnodes: Option<u32>,
+    pub request_hash: Option<HashFn>,
+    pub vnode_hash: Option<HashFn>,
+    pub probing: Option<Probing>,
+    pub key_source: Option<KeySource>,
+}
+
+/// Parse an optional registry name (`None` stays `None`).
+///
+/// # Errors
+/// [`RingError::UnknownName`] for a name the registry does not have.
+pub fn parse_name<T>(name: Option<&str>) -> Result<Option<T>, RingError>
+where
+    T: std::str::FromStr<Err = RingError>,
+{
+    name.map(str::parse).transpose()
+}
+
+impl RingConfigPatch {
+    /// `base` with the fields this patch sets replaced, validated.
+    ///
+    /// # Errors
+    /// A [`RingError`] when the result is not a valid configuration.
+    pub fn apply_to(&self, base: &RingConfig) -> Result<RingConfig, RingError> {
+        let config = RingConfig {
+            slots: self.slots.unwrap_or(base.slots),
+            vnodes: self.vnodes.unwrap_or(base.vnodes),
+            request_hash: self.request_hash.unwrap_or(base.request_hash),
+            vnode_hash: self.vnode_hash.unwrap_or(base.vnode_hash),
+            probing: self.probing.unwrap_or(base.probing),
+            key_source: self.key_source.unwrap_or(base.key_source),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 impl RingConfig {
     /// Check the configuration on its own (membership is checked at build).
     pub fn validate(&self) -> Result<(), RingError> {
@@ -169,5 +211,35 @@ mod tests {
             err.to_string().contains("unknown probing rule 'cubic'"),
             "{err}"
         );
+    }
+}
+
+#[cfg(test)]
+mod patch_tests {
+    use super::*;
+
+    #[test]
+    fn a_patch_changes_what_it_sets_and_is_validated() {
+        let base = RingConfig::default();
+        let patch = RingConfigPatch {
+            vnodes: Some(16),
+            probing: parse_name(Some("shared")).expect("known"),
+            ..RingConfigPatch::default()
+        };
+        let changed = patch.apply_to(&base).expect("valid");
+        assert_eq!(
+            (changed.vnodes, changed.probing, changed.slots),
+            (16, Probing::Shared, base.slots)
+        );
+        assert_eq!(RingConfigPatch::default().apply_to(&base), Ok(base));
+        let zero = RingConfigPatch {
+            slots: Some(0),
+            ..RingConfigPatch::default()
+        };
+        assert_eq!(zero.apply_to(&base), Err(RingError::ZeroSlots));
+        assert!(matches!(
+            parse_name::<Probing>(Some("cubic")),
+            Err(RingError::UnknownName { .. })
+        ));
     }
 }

@@ -23,6 +23,7 @@ mod ring;
 
 pub use config::{
     DEFAULT_SLOTS, DEFAULT_VNODES, KeySource, MAX_SLOTS, MAX_VNODES, Probing, RingConfig,
+    RingConfigPatch, parse_name,
 };
 pub use error::RingError;
 pub use hash::{HashFn, key_of_bytes};
