@@ -94,12 +94,18 @@ impl Default for CheckerSettings {
 
 /// Probe every replica each interval; hand dead ones to the manager, and
 /// ask it to heal whenever fewer replicas run than it should have.
+///
+/// The failure handling and healing it starts run beside it (heartbeats
+/// never wait for them), owned by it: aborting the checker at shutdown
+/// aborts them too.
 pub async fn run_checker(manager: Arc<Manager>, settings: CheckerSettings) {
     let mut misses: HashMap<(String, u64), u32> = HashMap::new();
     let mut tick = tokio::time::interval(settings.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut operations = tokio::task::JoinSet::new();
     loop {
         tick.tick().await;
+        while operations.try_join_next().is_some() {}
         let state = manager.current();
         let probes = state.replicas.iter().map(|r| {
             let prober = manager.prober().clone();
@@ -124,16 +130,16 @@ pub async fn run_checker(manager: Arc<Manager>, settings: CheckerSettings) {
                             "{} heartbeats missed ({reason})",
                             settings.consecutive_failures
                         );
-                        tokio::spawn(
-                            async move { manager.replica_failed(&key.0, key.1, &why).await },
-                        );
+                        operations.spawn(async move {
+                            manager.replica_failed(&key.0, key.1, &why).await;
+                        });
                     }
                 }
             }
         }
         if manager.deficit() > 0 {
             let manager = manager.clone();
-            tokio::spawn(async move { manager.heal().await });
+            operations.spawn(async move { manager.heal().await });
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod grpc;
 pub mod health;
 pub mod http_api;
 pub mod manager;
+pub mod metrics;
 pub mod names;
 pub mod state;
 pub mod subscribers;
@@ -164,14 +165,19 @@ impl axum::serve::Listener for Accepting {
     }
 }
 
-/// Replace replicas the backend reports dead, without waiting for heartbeats.
+/// Replace replicas the backend reports dead, without waiting for
+/// heartbeats. The failure handling runs beside the watcher, owned by it:
+/// aborting the watcher at shutdown aborts it too.
 async fn watch_backend(manager: Arc<Manager>) {
     let mut events = manager.backend().events();
+    let mut operations = tokio::task::JoinSet::new();
     loop {
-        match events.recv().await {
+        let event = events.recv().await;
+        while operations.try_join_next().is_some() {}
+        match event {
             Ok(BackendEvent::Exited { name, id }) => {
                 let manager = manager.clone();
-                tokio::spawn(async move { manager.replica_failed(&name, id, "exited").await });
+                operations.spawn(async move { manager.replica_failed(&name, id, "exited").await });
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(

@@ -255,7 +255,8 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {addr} (metrics)"))?;
             let local = listener.local_addr()?;
             let source = manager.clone();
-            let render: ringlb_rt::Render = Arc::new(move || source.render_metrics());
+            let render: ringlb_rt::Render =
+                Arc::new(move || ringlb_control_plane::metrics::render(&source));
             let stop = metrics_stop.clone();
             metrics_task = Some(tokio::spawn(ringlb_rt::serve_metrics(
                 listener,

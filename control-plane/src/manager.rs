@@ -143,6 +143,7 @@ impl Manager {
     }
 
     /// `/add`: start `n` replicas (the given names first), all or nothing.
+    #[tracing::instrument(name = "add", skip_all, fields(n = request.n))]
     pub async fn add(&self, request: ScaleRequest) -> Result<SharedState, ManagerError> {
         let published = {
             let mut desired = self.desired.lock().await;
@@ -160,17 +161,7 @@ impl Manager {
                     max: self.settings.max_replicas,
                 });
             }
-            let mut planned: Vec<String> = request.hostnames.clone();
-            while planned.len() < request.n {
-                let name = names::generate(|n| {
-                    current.find(n).is_some() || planned.iter().any(|p| p == n)
-                });
-                planned.push(name);
-            }
-            let with_ids: Vec<(String, u64)> = planned
-                .into_iter()
-                .map(|name| (name, self.next_id.fetch_add(1, Ordering::SeqCst)))
-                .collect();
+            let with_ids = self.plan(&current, request.hostnames.clone(), request.n);
             // Refuse a ring that cannot hold them before starting anything.
             let mut prospective = ids(&current.replicas);
             prospective.extend(with_ids.iter().map(|(_, id)| *id));
@@ -188,6 +179,7 @@ impl Manager {
 
     /// `/rm`: take `n` replicas (the given names first, then random others)
     /// off the ring, let the data planes apply it, then stop them.
+    #[tracing::instrument(name = "rm", skip_all, fields(n = request.n))]
     pub async fn remove(&self, request: ScaleRequest) -> Result<SharedState, ManagerError> {
         let mut desired = self.desired.lock().await;
         let current = self.current();
@@ -238,6 +230,7 @@ impl Manager {
     }
 
     /// Change the ring configuration; published like a membership change.
+    #[tracing::instrument(name = "config", skip_all)]
     pub async fn set_config(
         &self,
         change: impl FnOnce(&RingConfig) -> Result<RingConfig, RingError>,
@@ -260,6 +253,7 @@ impl Manager {
 
     /// A replica stopped answering (or exited): take it off the ring at once,
     /// clean up after it, and start a replacement under a new name.
+    #[tracing::instrument(name = "replica_failed", skip(self), fields(replica = name))]
     pub async fn replica_failed(&self, name: &str, id: u64, reason: &str) {
         if self.stopping() {
             tracing::info!(%name, id, %reason, "replica ended during shutdown; not replaced");
@@ -312,6 +306,7 @@ impl Manager {
 
     /// Start replicas under new names until N replicas run again. A failed
     /// start is logged and retried on the next heartbeat round.
+    #[tracing::instrument(name = "heal", skip_all)]
     pub async fn heal(&self) {
         if self.stopping() || self.healing.swap(true, Ordering::SeqCst) {
             return;
@@ -320,13 +315,7 @@ impl Manager {
         let current = self.current();
         let missing = desired.saturating_sub(current.replicas.len());
         if missing > 0 {
-            let mut planned = Vec::with_capacity(missing);
-            for _ in 0..missing {
-                let name = names::generate(|n| {
-                    current.find(n).is_some() || planned.iter().any(|(p, _): &(String, u64)| p == n)
-                });
-                planned.push((name, self.next_id.fetch_add(1, Ordering::SeqCst)));
-            }
+            let planned = self.plan(&current, Vec::new(), missing);
             match self.start_all(planned).await {
                 Ok(started) => {
                     let names: Vec<&str> = started.iter().map(|r| r.name.as_str()).collect();
@@ -346,6 +335,21 @@ impl Manager {
 
     /// Start every `(name, id)`, wait for their heartbeats; on any failure
     /// stop the ones that started and return the first error.
+    /// Names and ids for `n` new replicas: the `given` names first, then
+    /// generated ones that neither `current` nor the plan holds.
+    fn plan(&self, current: &RingState, given: Vec<String>, n: usize) -> Vec<(String, u64)> {
+        let mut planned = given;
+        while planned.len() < n {
+            let name =
+                names::generate(|n| current.find(n).is_some() || planned.iter().any(|p| p == n));
+            planned.push(name);
+        }
+        planned
+            .into_iter()
+            .map(|name| (name, self.next_id.fetch_add(1, Ordering::SeqCst)))
+            .collect()
+    }
+
     async fn start_all(&self, planned: Vec<(String, u64)>) -> Result<Vec<Replica>, ManagerError> {
         let starts = planned
             .into_iter()
@@ -384,43 +388,13 @@ impl Manager {
         Ok(Replica { id, name, address })
     }
 
-    /// Prometheus text: ring version, replicas, data planes, lifecycle counters.
-    pub fn render_metrics(&self) -> String {
-        let state = self.current();
-        let gauge = |name: &str, help: &str, value: u64| {
-            format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n")
-        };
-        let counter = |name: &str, help: &str, value: u64| {
-            format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n")
-        };
-        [
-            gauge(
-                "ringlb_ring_version",
-                "Ring version published.",
-                state.version,
-            ),
-            gauge(
-                "ringlb_replicas",
-                "Replicas on the ring.",
-                state.replicas.len() as u64,
-            ),
-            gauge(
-                "ringlb_data_planes",
-                "Data planes watching the ring.",
-                self.subscribers.len() as u64,
-            ),
-            counter(
-                "ringlb_replicas_started_total",
-                "Replicas started (boot, /add, replacements).",
-                self.started.load(Ordering::Relaxed),
-            ),
-            counter(
-                "ringlb_replicas_failed_total",
-                "Replicas that died or stopped answering heartbeats.",
-                self.failed.load(Ordering::Relaxed),
-            ),
-        ]
-        .concat()
+    /// Replicas started (boot, `/add`, replacements) and replicas that
+    /// failed, since start.
+    pub fn lifecycle_counts(&self) -> (u64, u64) {
+        (
+            self.started.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
     }
 
     fn publish(&self, next: RingState) -> SharedState {

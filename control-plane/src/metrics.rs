@@ -1,0 +1,44 @@
+//! The control plane's Prometheus text: ring version, replicas, data
+//! planes, lifecycle counters.
+
+use crate::manager::Manager;
+
+/// Render `manager`'s metrics in the text exposition format.
+pub fn render(manager: &Manager) -> String {
+    let state = manager.current();
+    let (started, failed) = manager.lifecycle_counts();
+    let gauge = |name: &str, help: &str, value: u64| {
+        format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n")
+    };
+    let counter = |name: &str, help: &str, value: u64| {
+        format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n")
+    };
+    [
+        gauge(
+            "ringlb_ring_version",
+            "Ring version published.",
+            state.version,
+        ),
+        gauge(
+            "ringlb_replicas",
+            "Replicas on the ring.",
+            state.replicas.len() as u64,
+        ),
+        gauge(
+            "ringlb_data_planes",
+            "Data planes watching the ring.",
+            manager.subscribers().len() as u64,
+        ),
+        counter(
+            "ringlb_replicas_started_total",
+            "Replicas started (boot, /add, replacements).",
+            started,
+        ),
+        counter(
+            "ringlb_replicas_failed_total",
+            "Replicas that died or stopped answering heartbeats.",
+            failed,
+        ),
+    ]
+    .concat()
+}
