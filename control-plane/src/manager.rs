@@ -59,12 +59,18 @@ pub struct Manager {
     backend: Arc<dyn Backend>,
     prober: Prober,
     settings: ManagerSettings,
-    /// The operation lock; holds the replica count to keep (N).
+    /// The operation lock, the one mechanism that serialises membership
+    /// and configuration changes (boot, `/add`, `/rm`, `PUT /config`, a
+    /// failure taken off the ring, healing). It holds the replica count to
+    /// keep (N) and is held on purpose across starting replicas and, for
+    /// `/rm`, across the data planes' convergence, so that no two changes
+    /// interleave. Heartbeats never wait on it: [`Manager::deficit`] and
+    /// [`Manager::heal`] only try it, so heal requests made while a change
+    /// is under way coalesce into the next heartbeat round's.
     desired: Mutex<usize>,
     state: watch::Sender<SharedState>,
     subscribers: Arc<Subscribers>,
     next_id: AtomicU64,
-    healing: AtomicBool,
     /// Set once shutdown began: a replica that exits then is not replaced.
     stopping: AtomicBool,
     /// Replicas started (boot, `/add`, replacements) and replicas that failed.
@@ -86,7 +92,6 @@ impl Manager {
             state: watch::channel(Arc::new(initial)).0,
             subscribers: Arc::new(Subscribers::default()),
             next_id: AtomicU64::new(1),
-            healing: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             started: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -308,10 +313,14 @@ impl Manager {
     /// start is logged and retried on the next heartbeat round.
     #[tracing::instrument(name = "heal", skip_all)]
     pub async fn heal(&self) {
-        if self.stopping() || self.healing.swap(true, Ordering::SeqCst) {
+        if self.stopping() {
             return;
         }
-        let desired = self.desired.lock().await;
+        // Busy: another change (or heal) is under way; the next heartbeat
+        // round asks again if replicas are still missing.
+        let Ok(desired) = self.desired.try_lock() else {
+            return;
+        };
         let current = self.current();
         let missing = desired.saturating_sub(current.replicas.len());
         if missing > 0 {
@@ -330,7 +339,6 @@ impl Manager {
             }
         }
         drop(desired);
-        self.healing.store(false, Ordering::SeqCst);
     }
 
     /// Start every `(name, id)`, wait for their heartbeats; on any failure
