@@ -1,8 +1,8 @@
 //! The data plane of ringlb: a consistent-hashing HTTP proxy.
 //!
 //! It subscribes to the control plane's ring stream over gRPC
-//! ([`subscriber`]), compiles every snapshot into a routing table swapped in
-//! atomically ([`table`]), and serves clients with one of two engines:
+//! (`subscriber`), compiles every snapshot into a routing table swapped in
+//! atomically (`table`), and serves clients with one of two engines:
 //!
 //! - **fast** (the default): the data plane's own HTTP/1.1 engine, which
 //!   forwards a request straight from its read buffer to a pooled replica

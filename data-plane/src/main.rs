@@ -39,7 +39,7 @@ struct Args {
     #[arg(long, env = "RINGLB_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
 
-    /// The id reported to the control plane (default: data-plane-<pid>-<random>).
+    /// The id reported to the control plane (default: `data-plane-<pid>-<random>`).
     #[arg(long, env = "RINGLB_SUBSCRIBER_ID")]
     subscriber_id: Option<String>,
 
