@@ -38,22 +38,21 @@ pub struct Subscription {
 impl Subscription {
     /// Run until the task is dropped or aborted.
     pub async fn run(self) {
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = Backoff::default();
         loop {
             match self.stream_once().await {
                 Ok(()) => {
                     tracing::warn!(endpoint = %self.endpoint, version = *self.applied.borrow(), "control plane ended the ring stream; serving the last good ring");
-                    backoff = BACKOFF_MIN;
+                    backoff.reset();
                 }
                 Err(StreamError { error, received }) => {
                     if received {
-                        backoff = BACKOFF_MIN;
+                        backoff.reset();
                     }
-                    tracing::warn!(endpoint = %self.endpoint, %error, version = *self.applied.borrow(), retry_in = ?backoff, "control plane unreachable; serving the last good ring");
+                    tracing::warn!(endpoint = %self.endpoint, %error, version = *self.applied.borrow(), retry_in = ?backoff.current, "control plane unreachable; serving the last good ring");
                 }
             }
-            tokio::time::sleep(jitter(backoff)).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            backoff.wait().await;
         }
     }
 
@@ -125,6 +124,37 @@ struct StreamError {
 }
 
 /// Full jitter on the upper half: a wait in [d/2, d].
+/// Exponential backoff with jitter between reconnection attempts: waits
+/// between half and all of the current delay, which doubles from
+/// [`BACKOFF_MIN`] up to [`BACKOFF_MAX`] and starts over after a success
+/// (so that data planes that lost the same control plane do not come back
+/// in step).
+#[derive(Debug)]
+struct Backoff {
+    current: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            current: BACKOFF_MIN,
+        }
+    }
+}
+
+impl Backoff {
+    /// Sleep for the jittered current delay, then double it (capped).
+    async fn wait(&mut self) {
+        tokio::time::sleep(jitter(self.current)).await;
+        self.current = (self.current * 2).min(BACKOFF_MAX);
+    }
+
+    /// Back to the shortest delay.
+    fn reset(&mut self) {
+        self.current = BACKOFF_MIN;
+    }
+}
+
 fn jitter(d: Duration) -> Duration {
     let half = d / 2;
     half + half.mul_f64(fastrand::f64())
@@ -133,6 +163,30 @@ fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On the paused clock: each wait lasts between half and all of a delay
+    /// that doubles from the minimum to the cap, and a reset starts over.
+    #[tokio::test(start_paused = true)]
+    async fn backoff_doubles_to_the_cap_with_jitter_and_resets() {
+        let mut backoff = Backoff::default();
+        let mut expected = BACKOFF_MIN;
+        for _ in 0..10 {
+            let started = tokio::time::Instant::now();
+            backoff.wait().await;
+            let waited = started.elapsed();
+            assert!(
+                waited >= expected / 2 && waited <= expected,
+                "{waited:?} outside [{:?}, {expected:?}]",
+                expected / 2
+            );
+            expected = (expected * 2).min(BACKOFF_MAX);
+        }
+        assert_eq!(backoff.current, BACKOFF_MAX, "capped");
+        backoff.reset();
+        let started = tokio::time::Instant::now();
+        backoff.wait().await;
+        assert!(started.elapsed() <= BACKOFF_MIN);
+    }
 
     #[test]
     fn jitter_stays_within_half_and_whole() {
