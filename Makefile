@@ -73,14 +73,22 @@ bench: static ## ringlb vs nginx vs HAProxy side by side, ring propagation to 4 
 	python3 bench/failover.py --bin-dir $(BIN_DIR)
 
 FUZZ_RUNS ?= 200000
-fuzz: ## cargo-fuzz on the admin request parser and the ring configuration (FUZZ_RUNS iterations each; corpus in fuzz/corpus)
+# admin_request, ring_config: the admin API's bodies and ring configurations.
+# request_head, response_head: the fast engine's head parsers against an
+# independent reading of the RFC; chunked: its chunked-body scanner against
+# an RFC 9112 reference decoder; request_framing_diff: its request framing
+# against hyper's HTTP/1 server (request smuggling).
+FUZZ_TARGETS ?= admin_request ring_config request_head response_head chunked request_framing_diff
+fuzz: ## cargo-fuzz: admin bodies, ring configs, the fast engine's heads, chunked bodies and framing vs hyper (FUZZ_RUNS runs per target; corpus in fuzz/corpus)
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	@# New inputs go to a scratch corpus under target/; the committed, minimized one in fuzz/corpus only seeds.
-	@for t in admin_request ring_config; do \
+	@# Every target runs; the failing ones are named at the end (their inputs in fuzz/artifacts/<target>/).
+	@failed=""; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(CURDIR)/target/fuzz-corpus/$$t && \
 	  (cd fuzz && $(CARGO) fuzz run $$t --sanitizer none $(CURDIR)/target/fuzz-corpus/$$t corpus/$$t -- \
-	    -runs=$(FUZZ_RUNS) -max_total_time=120) || exit 1; \
-	done
+	    -runs=$(FUZZ_RUNS) -max_total_time=120) || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed (inputs in fuzz/artifacts/)"; exit 1; fi
 
 bench-ring: ## criterion benches of the ring (build, lookup)
 	$(CARGO) bench -p ringlb-ring --bench ring
