@@ -2,11 +2,15 @@
 //! it: the proxy forwards chunked bytes as they are and only needs to know
 //! when the message is over, so that the connection can carry the next one.
 
+use crate::rules;
+
 /// A chunked body that cannot be framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ChunkedError {
     #[error("invalid chunk size line")]
     Size,
+    #[error("invalid chunk extension")]
+    Extension,
     #[error("chunk size too large")]
     Overflow,
     #[error("chunk data not followed by CRLF")]
@@ -19,21 +23,38 @@ pub enum ChunkedError {
 enum State {
     /// Hex digits of a chunk size.
     Size,
-    /// Chunk extensions or whitespace after the size, up to CR.
-    Extension,
+    /// Whitespace after the size, before a `;`.
+    SizeBws,
+    /// Before a chunk extension's name (after `;`, whitespace allowed).
+    ExtNameStart,
+    ExtName,
+    /// Whitespace after an extension's name, before `=` or `;`.
+    ExtNameBws,
+    /// Before an extension's value (after `=`, whitespace allowed).
+    ExtValueStart,
+    ExtToken,
+    ExtQuoted,
+    ExtQuotedEscape,
+    /// After a quoted value: `;`, CR, or whitespace before a `;`.
+    ExtValueEnd,
+    /// Whitespace after a value, before a `;`.
+    ExtValueBws,
     SizeLf,
     Data,
     DataCr,
     DataLf,
-    /// At the start of a trailer line (or of the final CRLF).
+    /// At the start of a trailer field line (or of the final CRLF).
     TrailerStart,
-    TrailerLine,
+    TrailerName,
+    TrailerValue,
     TrailerLf,
     FinalLf,
     Done,
 }
 
-/// Scans a chunked body fed in pieces.
+/// Scans a chunked body fed in pieces, checking it against RFC 9112 §7.1
+/// (chunk sizes, the chunk-extension grammar, trailer field lines as §5
+/// has them: no whitespace before the colon, no obs-fold, no NUL).
 #[derive(Debug, Clone)]
 pub struct ChunkedScanner {
     state: State,
@@ -51,64 +72,107 @@ impl Default for ChunkedScanner {
     }
 }
 
+/// Optional whitespace (RFC 9110 §5.6.3).
+fn ws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// What a quoted string may hold unescaped (RFC 9110 §5.6.4: qdtext).
+fn qdtext(b: u8) -> bool {
+    matches!(b, b'\t' | b' ' | 0x21 | 0x23..=0x5B | 0x5D..=0x7E | 0x80..=0xFF)
+}
+
 impl ChunkedScanner {
     /// Feed the next bytes of the body. Returns `Some(n)` when the body
     /// ends after the first `n` of them, `None` when it goes on.
+    ///
+    /// # Errors
+    /// A [`ChunkedError`] for bytes that break the chunked framing.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Option<usize>, ChunkedError> {
+        use State::*;
         let mut i = 0;
         while i < bytes.len() {
-            if self.state == State::Data {
+            if self.state == Data {
                 let take = usize::try_from(self.size)
                     .unwrap_or(usize::MAX)
                     .min(bytes.len() - i);
                 i += take;
                 self.size -= take as u64;
                 if self.size == 0 {
-                    self.state = State::DataCr;
+                    self.state = DataCr;
                 }
                 continue;
             }
             let byte = bytes[i];
             i += 1;
+            let tchar = rules::is_tchar(byte);
             self.state = match (self.state, byte) {
-                (State::Size, b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F') => {
+                (Size, b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F') => {
                     let digit = (byte as char).to_digit(16).unwrap_or(0) as u64;
                     self.digits += 1;
                     if self.digits > 15 {
                         return Err(ChunkedError::Overflow);
                     }
                     self.size = self.size * 16 + digit;
-                    State::Size
+                    Size
                 }
-                (State::Size, b';' | b' ' | b'\t') if self.digits > 0 => State::Extension,
-                (State::Size, b'\r') if self.digits > 0 => State::SizeLf,
-                (State::Size, _) => return Err(ChunkedError::Size),
-                (State::Extension, b'\r') => State::SizeLf,
-                (State::Extension, b'\n') => return Err(ChunkedError::Size),
-                (State::Extension, _) => State::Extension,
-                (State::SizeLf, b'\n') if self.size == 0 => State::TrailerStart,
-                (State::SizeLf, b'\n') => State::Data,
-                (State::SizeLf, _) => return Err(ChunkedError::Size),
-                (State::DataCr, b'\r') => State::DataLf,
-                (State::DataLf, b'\n') => {
+                (Size, b';') if self.digits > 0 => ExtNameStart,
+                (Size, b' ' | b'\t') if self.digits > 0 => SizeBws,
+                (Size, b'\r') if self.digits > 0 => SizeLf,
+                (Size, _) => return Err(ChunkedError::Size),
+                (SizeBws, b';') => ExtNameStart,
+                (SizeBws, b) if ws(b) => SizeBws,
+                (ExtNameStart, b) if ws(b) => ExtNameStart,
+                (ExtNameStart, _) if tchar => ExtName,
+                (ExtName, _) if tchar => ExtName,
+                (ExtName, b) if ws(b) => ExtNameBws,
+                (ExtName | ExtNameBws, b'=') => ExtValueStart,
+                (ExtName | ExtNameBws, b';') => ExtNameStart,
+                (ExtName, b'\r') => SizeLf,
+                (ExtNameBws, b) if ws(b) => ExtNameBws,
+                (ExtValueStart, b) if ws(b) => ExtValueStart,
+                (ExtValueStart, b'"') => ExtQuoted,
+                (ExtValueStart, _) if tchar => ExtToken,
+                (ExtToken, _) if tchar => ExtToken,
+                (ExtToken | ExtValueEnd, b';') => ExtNameStart,
+                (ExtToken | ExtValueEnd, b'\r') => SizeLf,
+                (ExtToken | ExtValueEnd, b) if ws(b) => ExtValueBws,
+                (ExtQuoted, b'"') => ExtValueEnd,
+                (ExtQuoted, b'\\') => ExtQuotedEscape,
+                (ExtQuoted, b) if qdtext(b) => ExtQuoted,
+                (ExtQuotedEscape, b'\t' | b' ' | 0x21..=0x7E | 0x80..=0xFF) => ExtQuoted,
+                (ExtValueBws, b';') => ExtNameStart,
+                (ExtValueBws, b) if ws(b) => ExtValueBws,
+                (
+                    SizeBws | ExtNameStart | ExtName | ExtNameBws | ExtValueStart | ExtToken
+                    | ExtQuoted | ExtQuotedEscape | ExtValueEnd | ExtValueBws,
+                    _,
+                ) => return Err(ChunkedError::Extension),
+                (SizeLf, b'\n') if self.size == 0 => TrailerStart,
+                (SizeLf, b'\n') => Data,
+                (SizeLf, _) => return Err(ChunkedError::Size),
+                (DataCr, b'\r') => DataLf,
+                (DataLf, b'\n') => {
                     self.digits = 0;
-                    State::Size
+                    Size
                 }
-                (State::DataCr | State::DataLf, _) => return Err(ChunkedError::DataEnd),
-                (State::TrailerStart, b'\r') => State::FinalLf,
-                (State::TrailerLine, b'\r') => State::TrailerLf,
-                (State::TrailerStart | State::TrailerLine, b'\n') => {
+                (DataCr | DataLf, _) => return Err(ChunkedError::DataEnd),
+                (TrailerStart, b'\r') => FinalLf,
+                (TrailerStart | TrailerName, _) if tchar => TrailerName,
+                (TrailerName, b':') => TrailerValue,
+                (TrailerValue, b'\r') => TrailerLf,
+                (TrailerValue, b'\n' | 0) => return Err(ChunkedError::Trailer),
+                (TrailerValue, _) => TrailerValue,
+                (TrailerLf, b'\n') => TrailerStart,
+                (TrailerStart | TrailerName | TrailerLf, _) => {
                     return Err(ChunkedError::Trailer);
                 }
-                (State::TrailerStart | State::TrailerLine, _) => State::TrailerLine,
-                (State::TrailerLf, b'\n') => State::TrailerStart,
-                (State::TrailerLf, _) => return Err(ChunkedError::Trailer),
-                (State::FinalLf, b'\n') => {
-                    self.state = State::Done;
+                (FinalLf, b'\n') => {
+                    self.state = Done;
                     return Ok(Some(i));
                 }
-                (State::FinalLf, _) => return Err(ChunkedError::Trailer),
-                (State::Data, _) | (State::Done, _) => unreachable_state(self.state),
+                (FinalLf, _) => return Err(ChunkedError::Trailer),
+                (Data, _) | (Done, _) => unreachable_state(self.state),
             };
         }
         Ok(None)
@@ -141,6 +205,54 @@ mod tests {
         assert_eq!(scan_whole(with_trailers), Ok(Some(with_trailers.len())));
         assert_eq!(scan_whole(b"5\r\nhel"), Ok(None));
         assert_eq!(scan_whole(b"0\r\n\r"), Ok(None));
+    }
+
+    /// Found by the chunked fuzz target (RFC 9112 §7.1, §5).
+    #[test]
+    fn extensions_and_trailers_follow_the_grammar() {
+        for good in [
+            &b"5;a\r\nhello\r\n0\r\n\r\n"[..],
+            b"5 ;a=b\r\nhello\r\n0\r\n\r\n",
+            b"5;a = \"x\\\"y\";b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b ;c\r\nhello\r\n0\r\n\r\n",
+            b"0\r\nX-A: 1\r\nX-B:\r\n\r\n",
+        ] {
+            assert_eq!(
+                scan_whole(good),
+                Ok(Some(good.len())),
+                "{}",
+                String::from_utf8_lossy(good)
+            );
+        }
+        for bad in [
+            &b"5 \r\nhello\r\n0\r\n\r\n"[..],
+            b"5 x\r\nhello\r\n0\r\n\r\n",
+            b"5;\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\r\nhello\r\n0\r\n\r\n",
+            b"5;\x00\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\r\nhello\r\n0\r\n\r\n",
+        ] {
+            assert_eq!(
+                scan_whole(bad),
+                Err(ChunkedError::Extension),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        for bad in [
+            &b"0\r\nX : a\r\n\r\n"[..],
+            b"0\r\nX: a\r\n b\r\n\r\n",
+            b"0\r\nX: \x00\r\n\r\n",
+            b"0\r\nnocolon\r\n\r\n",
+            b"0\r\n:\r\n\r\n",
+        ] {
+            assert_eq!(
+                scan_whole(bad),
+                Err(ChunkedError::Trailer),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

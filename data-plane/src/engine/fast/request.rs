@@ -9,6 +9,7 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::head::{connection_listed, offset_in, write_headers};
+use super::response::leading_empty_lines;
 use crate::config::{Limits, MAX_REQUEST_HEADERS};
 use crate::driver::Refusal;
 use crate::rules::{self, HostCheck, Violation};
@@ -149,7 +150,8 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Parsed {
         close,
         // A head with bare LF line ends (httparse accepts them) is rebuilt
         // with CRLF, so that the replica never has to parse it leniently.
-        rebuild: rebuild || has_bare_lf(&buf[..len]),
+        // So is one with empty lines before its request line.
+        rebuild: rebuild || has_bare_lf(&buf[..len]) || leading_empty_lines(buf) > 0,
         admin: rules::is_admin(&target[..path_len]),
     })
 }
@@ -158,11 +160,15 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Parsed {
 /// a request line longer than allowed (414), else a header section larger
 /// than allowed (431). `None` while both hold so far.
 fn over_limits(buf: &[u8], len: usize, limits: &Limits) -> Option<Refusal> {
-    let head = &buf[..len];
+    // Empty lines before the request line are skipped (RFC 9112 §2.2), as
+    // httparse does; they count toward the header section below.
+    let start = leading_empty_lines(&buf[..len]);
+    let head = &buf[start..len];
     let line = match head.iter().position(|&b| b == b'\n') {
         Some(lf) => lf.saturating_sub(usize::from(lf > 0 && head[lf - 1] == b'\r')),
-        // No line end yet: the line is at least this long.
-        None => head.len(),
+        // No line end yet: the line is at least this long (a CR at the end
+        // may be the start of its CRLF).
+        None => head.len() - usize::from(head.last() == Some(&b'\r')),
     };
     if line > limits.max_request_line_bytes {
         return Some(Refusal::line_too_long(limits.max_request_line_bytes));
@@ -394,6 +400,28 @@ mod tests {
         let line = format!("GET /{} HTTP/1.1", "a".repeat(1024 - 14));
         assert_eq!(line.len(), 1024);
         complete(format!("{line}\r\nHost: a\r\n\r\n").as_bytes());
+    }
+
+    /// Found by the request_head fuzz target.
+    #[test]
+    fn fuzz_findings() {
+        // A read that ends between the CR and the LF of a request line of
+        // exactly the limit: not over it yet.
+        let line = format!("GET /{} HTTP/1.1", "a".repeat(1024 - 14));
+        assert_eq!(
+            parse(format!("{line}\r").as_bytes(), &limits()),
+            Parsed::Partial
+        );
+        complete(format!("{line}\r\nHost: a\r\n\r\n").as_bytes());
+        // Empty lines before the request line do not hide a long one.
+        let long = format!("\r\nGET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(1100));
+        assert_eq!(refused(long.as_bytes()), StatusCode::URI_TOO_LONG);
+        // ...and are not forwarded.
+        let raw = b"\r\n\r\nGET /home HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert!(complete(raw).rebuild);
+        let mut out = Vec::new();
+        rebuild(raw, &mut out);
+        assert_eq!(out, b"GET /home HTTP/1.1\r\nHost: a\r\n\r\n");
     }
 
     #[test]

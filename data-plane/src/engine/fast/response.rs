@@ -111,7 +111,11 @@ pub fn parse(
             length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_coded = true;
-            chunked = rules::chunked_last(header.value);
+            // Field lines combine into one list (RFC 9110 §5.3): an empty
+            // line changes nothing, a later coding decides.
+            if let Some(last) = rules::tokens(header.value).last() {
+                chunked = last.eq_ignore_ascii_case(b"chunked");
+            }
         } else if is_hop_by_hop(name) {
             rebuild = true;
             if name.eq_ignore_ascii_case(b"connection") {
@@ -137,7 +141,13 @@ pub fn parse(
     // that body, so the connection is not trusted with another request.
     let announces_body =
         bodiless && (transfer_coded || (status != 304 && length.is_some_and(|n| n > 0)));
-    let persistent = if version == 1 { !close } else { keep_alive };
+    // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means its
+    // framing cannot be trusted: the connection closes after it.
+    let persistent = if version == 1 {
+        !close
+    } else {
+        keep_alive && !transfer_coded
+    };
     Ok(Some(ResponseHead {
         len,
         status,
@@ -145,7 +155,10 @@ pub fn parse(
         reusable: persistent && framing != Framing::UntilClose && !announces_body,
         // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, which
         // goes; RFC 9110 §8.6: no Content-Length on 1xx and 204.
+        // Empty lines before the status line (httparse skips them) are not
+        // forwarded.
         rebuild: rebuild
+            || leading_empty_lines(buf) > 0
             || (transfer_coded && length.is_some())
             || (rules::forbids_content_length(status) && (length.is_some() || transfer_coded)),
     }))
@@ -166,9 +179,13 @@ pub fn rebuild(buf: &[u8], head: &ResponseHead, closing: bool, out: &mut Vec<u8>
         .iter()
         .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
     let no_framing_headers = rules::forbids_content_length(head.status);
-    // The status line as the replica sent it.
-    let line_end = buf.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
-    out.extend_from_slice(&buf[..line_end]);
+    // The status line as the replica sent it, without empty lines before.
+    let start = leading_empty_lines(buf);
+    let line_end = buf[start..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(start, |i| start + i + 1);
+    out.extend_from_slice(&buf[start..line_end]);
     let dropped = |h: &httparse::Header<'_>| {
         let name = h.name.as_bytes();
         let length = name.eq_ignore_ascii_case(b"content-length");
@@ -183,6 +200,13 @@ pub fn rebuild(buf: &[u8], head: &ResponseHead, closing: bool, out: &mut Vec<u8>
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// How many bytes of empty lines (CRLF or LF) `buf` starts with.
+pub(crate) fn leading_empty_lines(buf: &[u8]) -> usize {
+    buf.iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count()
 }
 
 #[cfg(test)]
@@ -278,6 +302,42 @@ mod tests {
             rebuilt(raw, false),
             "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
         );
+    }
+
+    /// Found by the response_head fuzz target.
+    #[test]
+    fn fuzz_findings() {
+        // Empty lines before the status line: the rebuilt head starts with
+        // the status line.
+        let raw = b"\r\nHTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok";
+        assert!(head(raw, false).rebuild);
+        assert_eq!(
+            rebuilt(raw, false),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+        );
+        let raw = b"\r\nHTTP/1.1 200 OK\r\n\r\n";
+        assert_eq!(
+            rebuilt(raw, true),
+            "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n"
+        );
+        // HTTP/1.0 with Transfer-Encoding: faulty framing, no reuse.
+        let h = head(
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
+        assert!(!h.reusable);
+        // Transfer-Encoding over several lines, the last one empty: chunked.
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: \r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: ,\r\n\r\n",
+        ] {
+            assert_eq!(head(raw, false).framing, Framing::Chunked);
+        }
+        let h = head(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+            false,
+        );
+        assert_eq!(h.framing, Framing::UntilClose);
     }
 
     #[test]
