@@ -67,6 +67,10 @@ pub fn is_valid_name(name: &str) -> bool {
 }
 
 /// Parse and validate an `/add` or `/rm` body. `max_n` caps `n`.
+///
+/// # Errors
+/// The [`AdminError`] the HTTP API answers with (its text after
+/// `<Error> `).
 pub fn parse_scale_request(
     op: AdminOp,
     body: &[u8],

@@ -164,6 +164,9 @@ impl ControlPlane for ControlPlaneService {
 
 /// Serve the ControlPlane, reflection and health services on `listener`
 /// until `shutdown` resolves.
+///
+/// # Errors
+/// tonic's transport error when the server fails.
 pub async fn serve(
     manager: Arc<Manager>,
     listener: tokio::net::TcpListener,

@@ -40,6 +40,10 @@ impl Prober {
     }
 
     /// One heartbeat: `Ok` on a 200 within the timeout.
+    ///
+    /// # Errors
+    /// Why the heartbeat counts as missed (no answer in time, another
+    /// status, a connection error), for the log.
     pub async fn probe(&self, address: &str) -> Result<(), String> {
         let req = Request::get(format!("http://{address}/heartbeat"))
             .body(Empty::new())

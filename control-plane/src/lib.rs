@@ -67,6 +67,10 @@ pub struct Options {
 /// Start the replicas, then serve the admin HTTP API on `http` and gRPC on
 /// `grpc` until `shutdown` resolves; `ready` runs once everything serves.
 /// On the way out the backend stops what it must (process replicas).
+///
+/// # Errors
+/// A [`ControlPlaneError`]: the initial replicas could not start, or a
+/// server failed.
 pub async fn run(
     manager: Arc<Manager>,
     options: Options,

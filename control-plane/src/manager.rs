@@ -126,6 +126,10 @@ impl Manager {
     }
 
     /// Adopt the replicas the backend already runs, or start `server-1..N`.
+    ///
+    /// # Errors
+    /// A [`ManagerError`] when the backend cannot list or start replicas,
+    /// or they do not fit on the ring.
     pub async fn bootstrap(&self) -> Result<SharedState, ManagerError> {
         let mut desired = self.desired.lock().await;
         let adopted = self.backend.adopt().await?;
@@ -148,6 +152,11 @@ impl Manager {
     }
 
     /// `/add`: start `n` replicas (the given names first), all or nothing.
+    ///
+    /// # Errors
+    /// A [`ManagerError`] for a name already present, more than
+    /// `max_replicas` in total, a ring that cannot hold them, or a replica
+    /// that fails to start (those this request started are stopped again).
     #[tracing::instrument(name = "add", skip_all, fields(n = request.n))]
     pub async fn add(&self, request: ScaleRequest) -> Result<SharedState, ManagerError> {
         let published = {
@@ -184,6 +193,10 @@ impl Manager {
 
     /// `/rm`: take `n` replicas (the given names first, then random others)
     /// off the ring, let the data planes apply it, then stop them.
+    ///
+    /// # Errors
+    /// A [`ManagerError`] for more removals than replicas or an unknown
+    /// name; nothing changes then.
     #[tracing::instrument(name = "rm", skip_all, fields(n = request.n))]
     pub async fn remove(&self, request: ScaleRequest) -> Result<SharedState, ManagerError> {
         let mut desired = self.desired.lock().await;
@@ -235,6 +248,10 @@ impl Manager {
     }
 
     /// Change the ring configuration; published like a membership change.
+    ///
+    /// # Errors
+    /// The error `change` returns, or a ring that cannot be built with the
+    /// result; nothing changes then.
     #[tracing::instrument(name = "config", skip_all)]
     pub async fn set_config(
         &self,

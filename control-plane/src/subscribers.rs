@@ -92,7 +92,10 @@ impl Subscribers {
     }
 
     /// Wait until every connected subscriber applied `version`, at most
-    /// `within`. On timeout, the ids still behind.
+    /// `within`.
+    ///
+    /// # Errors
+    /// On timeout, the ids of the subscribers still behind.
     pub async fn converged(&self, version: u64, within: Duration) -> Result<(), Vec<String>> {
         let deadline = tokio::time::Instant::now() + within;
         loop {

@@ -72,6 +72,9 @@ impl Activity {
 }
 
 /// Whether the runtime this is called on can busy-poll.
+///
+/// # Errors
+/// [`BusyPollError::NotCurrentThread`] on a multi-threaded runtime.
 pub fn check_runtime() -> Result<(), BusyPollError> {
     match tokio::runtime::Handle::current().runtime_flavor() {
         tokio::runtime::RuntimeFlavor::CurrentThread => Ok(()),

@@ -125,6 +125,9 @@ impl RingConfigPatch {
 
 impl RingConfig {
     /// Check the configuration on its own (membership is checked at build).
+    ///
+    /// # Errors
+    /// A [`RingError`] for M or K out of range, or K larger than M.
     pub fn validate(&self) -> Result<(), RingError> {
         if self.slots == 0 {
             return Err(RingError::ZeroSlots);

@@ -38,6 +38,10 @@ impl Ring {
     /// ascending id order, `j = 0..K` within each, which is the order the
     /// golden vectors of the spec assume; since new replicas always get a
     /// higher id, adding one never displaces an existing virtual node.
+    ///
+    /// # Errors
+    /// A [`RingError`] for an invalid configuration, or replicas × K
+    /// virtual nodes that do not fit in M slots.
     pub fn build(config: &RingConfig, ids: &[u64]) -> Result<Ring, RingError> {
         config.validate()?;
         let slots = config.slots;

@@ -203,6 +203,9 @@ impl Reply {
 }
 
 /// One HTTP/1.1 request on a fresh connection.
+///
+/// # Errors
+/// What went wrong (connecting, sending, reading), as text for the test.
 pub async fn request(
     addr: &str,
     method: Method,
@@ -297,6 +300,9 @@ impl Default for Pool {
 
 impl Pool {
     /// `method path` with headers and body on a pooled connection.
+    ///
+    /// # Errors
+    /// What went wrong, as text for the test.
     pub async fn send(
         &self,
         addr: &str,
@@ -324,6 +330,10 @@ impl Pool {
         })
     }
 
+    /// `GET path` on a pooled connection.
+    ///
+    /// # Errors
+    /// What went wrong, as text for the test.
     pub async fn get(&self, addr: &str, path: &str) -> Result<Reply, String> {
         self.send(addr, Method::GET, path, "", &[]).await
     }

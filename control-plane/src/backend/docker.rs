@@ -92,6 +92,9 @@ impl DockerBackend {
     /// Connect to the engine (`DOCKER_HOST` or the local socket) and check
     /// that the image and the network exist, so that a missing one is a
     /// clear error at start-up rather than at the first `/add`.
+    ///
+    /// # Errors
+    /// [`BackendError::Unavailable`] naming what is missing.
     pub async fn connect(settings: DockerSettings) -> Result<DockerBackend, BackendError> {
         let docker = Docker::connect_with_local_defaults()
             .map_err(|e| unavailable("cannot reach the Docker engine", e))?;
