@@ -24,6 +24,9 @@ pub const MAX_RESPONSE_HEAD_BYTES: usize = 8192 + 4096 * 100;
 /// Most header fields in a replica's response (502 beyond): more than
 /// hyper's default (100).
 pub const MAX_RESPONSE_HEADERS: usize = 128;
+/// Interim (1xx) responses forwarded for one request; a replica that sends
+/// more gets a 502 (fast engine) or has the rest dropped (hyper engine).
+pub const MAX_INTERIM_RESPONSES: usize = 16;
 /// Client connections served at once by default; more wait to be accepted.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// How long a replica gets to answer with a response head by default.

@@ -102,6 +102,16 @@ impl Refusal {
         }
     }
 
+    /// A request body that paused longer than `stall` (408, RFC 9110
+    /// §15.5.9).
+    pub fn body_stalled(stall: std::time::Duration) -> Refusal {
+        Refusal {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: format!("The request body paused for more than {stall:?}"),
+            close: true,
+        }
+    }
+
     /// A request body that could not be read (400).
     pub fn unreadable_body(error: &(dyn std::error::Error + 'static)) -> Refusal {
         Refusal {

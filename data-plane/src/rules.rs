@@ -87,6 +87,15 @@ pub enum Violation {
     /// RFC 9110 §9.3.6: a gateway to replicas does not tunnel `CONNECT`.
     #[error("CONNECT is not supported")]
     Connect,
+    /// RFC 9112 §6.1: a transfer coding the data plane cannot pass on (it
+    /// decodes `chunked` and sends the body with a length; any other
+    /// coding's label would be lost).
+    #[error("Transfer-Encoding other than chunked is not supported")]
+    TransferCoding,
+    /// RFC 9112 §3.2: a request-target that is not origin-form, absolute-form
+    /// (http or https, no userinfo, a valid host) or `*` for OPTIONS.
+    #[error("The request-target is not valid for this method")]
+    Target,
 }
 
 impl Violation {
@@ -94,7 +103,7 @@ impl Violation {
     /// §15.6.2).
     pub fn status(&self) -> StatusCode {
         match self {
-            Violation::Connect => StatusCode::NOT_IMPLEMENTED,
+            Violation::Connect | Violation::TransferCoding => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -148,7 +157,8 @@ impl HostCheck {
 /// Whether `value` is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986
 /// §3.2.2): an IP literal in brackets or a reg-name (unreserved,
 /// percent-encoded, sub-delims), then optionally `:` and digits. The empty
-/// value is valid (a target URI without authority). No userinfo.
+/// value is valid (a target URI without authority). No userinfo; a port
+/// at most 65535.
 pub fn valid_host(value: &[u8]) -> bool {
     let value = value.trim_ascii();
     let (host, port) = if value.first() == Some(&b'[') {
@@ -195,7 +205,13 @@ pub fn valid_host(value: &[u8]) -> bool {
                     | b'='
             )
     });
-    reg_name && port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit))
+    // A port is digits (RFC 3986 §3.2.3), empty or a TCP port number.
+    reg_name
+        && port.is_none_or(|p| {
+            p.is_empty()
+                || (p.iter().all(u8::is_ascii_digit)
+                    && std::str::from_utf8(p).is_ok_and(|p| p.parse::<u16>().is_ok()))
+        })
 }
 
 /// A decimal `Content-Length` (RFC 9110 §8.6: digits only, at most 15 of
@@ -303,6 +319,7 @@ mod tests {
             b"[::1",
             b"[]",
             b"a:123456",
+            b"a:99999",
             b"a\\b",
             b"a?b",
         ] {

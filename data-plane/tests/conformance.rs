@@ -45,6 +45,10 @@ conformance!(
     no_content_has_no_body,
     not_modified_has_no_body,
     a_head_response_has_no_body,
+    late_bytes_after_a_bodiless_response_reach_no_client,
+    an_unasked_switch_of_protocols_is_a_502,
+    a_stalled_body_or_a_silent_client_is_closed,
+    transfer_codings_other_than_chunked_are_refused,
     early_hints_reach_the_client,
     continue_comes_before_the_body,
     host_must_be_one_valid_authority,
@@ -235,6 +239,93 @@ async fn a_head_response_has_no_body(engine: &str) {
     let reply = client.response("HEAD");
     assert_eq!(reply.status, 200, "{engine}: {reply:?}");
     assert_next_answers_are_clean(&mut client, &format!("{engine}: HEAD"));
+}
+
+/// Found by the black-box attack: a replica that sends bytes some time
+/// after a response without a body (204, 304, the answer to HEAD). Had its
+/// connection gone back to the pool, the next request on it (here the
+/// client's next one, sent at once) would get those bytes as its answer.
+async fn late_bytes_after_a_bodiless_response_reach_no_client(engine: &str) {
+    let wire = start(engine, &[]).await;
+    for (method, path) in [
+        ("GET", "/no-content-late"),
+        ("GET", "/not-modified-late"),
+        ("HEAD", "/head-late"),
+    ] {
+        let mut client = Client::connect(wire.addr());
+        let context = format!("{engine}: {method} {path}");
+        // Both requests at once: the second is on its way to the same
+        // replica before the late bytes come.
+        client.send(&format!(
+            "{method} {path} HTTP/1.1\r\nHost: lb\r\nX-Request-ID: {STICKY_ID}\r\n\r\n\
+             GET /home HTTP/1.1\r\nHost: lb\r\nX-Request-ID: {STICKY_ID}\r\n\r\n"
+        ));
+        let first = client.response(method);
+        assert!(first.status < 400, "{context}: {first:?}");
+        let second = client.response("GET");
+        assert!(
+            second.status == 200 && second.text().starts_with("Hello from: "),
+            "{context}: the next answer was {second:?}"
+        );
+        assert_next_answers_are_clean(&mut client, &context);
+    }
+}
+
+/// A 101 that no request asked for (the replica answers 101 to a request
+/// without `Connection: upgrade`, or to an HTTP/1.0 one): 502, never a
+/// protocol switch (RFC 9110 §7.8).
+async fn an_unasked_switch_of_protocols_is_a_502(engine: &str) {
+    let wire = start(engine, &[]).await;
+    for request in [
+        format!("GET /switches HTTP/1.1\r\nHost: lb\r\nX-Request-ID: {STICKY_ID}\r\n\r\n"),
+        format!(
+            "GET /switches HTTP/1.1\r\nHost: lb\r\nUpgrade: websocket\r\nX-Request-ID: {STICKY_ID}\r\n\r\n"
+        ),
+        format!(
+            "GET /switches HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-Request-ID: {STICKY_ID}\r\n\r\n"
+        ),
+    ] {
+        let reply = exchange(&wire, &request, &format!("{engine}: {request:?}"));
+        assert_refusal(&reply, 502, &format!("{engine}: {request:?}"));
+    }
+}
+
+/// A client that stops in the middle of a body, or never sends a byte,
+/// does not hold its connection (a slot of `--max-connections`) beyond the
+/// header-read timeout.
+async fn a_stalled_body_or_a_silent_client_is_closed(engine: &str) {
+    let wire = start(engine, &["--header-read-timeout", "1s"]).await;
+    for request in [
+        "",
+        "POST /echo HTTP/1.1\r\nHost: lb\r\nContent-Length: 40\r\n\r\nbbbb",
+        "POST /echo HTTP/1.1\r\nHost: lb\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbbbb\r\n",
+        "POST /echo HTTP/1.0\r\nContent-Length: 40\r\n\r\nbbbb",
+    ] {
+        let mut client = Client::connect(wire.addr());
+        client.send(request);
+        // The client's read timeout (10 s) bounds the wait (it panics if
+        // the connection stays open); whatever the data plane answers first
+        // (a 408, or nothing), it then closes.
+        let answered = String::from_utf8_lossy(&client.rest_until_closed()).into_owned();
+        assert!(
+            answered.is_empty()
+                || (answered.starts_with("HTTP/1.") && answered[8..].starts_with(" 408 ")),
+            "{engine}: {request:?} got {answered:?}"
+        );
+    }
+}
+
+/// RFC 9112 §6.1: a request with a transfer coding the data plane cannot
+/// pass on gets 501; chunked twice too.
+async fn transfer_codings_other_than_chunked_are_refused(engine: &str) {
+    let wire = start(engine, &[]).await;
+    for coding in ["gzip, chunked", "identity, chunked", "chunked, chunked"] {
+        let request = format!(
+            "POST /echo HTTP/1.1\r\nHost: lb\r\nTransfer-Encoding: {coding}\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        let reply = exchange(&wire, &request, &format!("{engine}: {coding}"));
+        assert_refusal(&reply, 501, &format!("{engine}: {coding}"));
+    }
 }
 
 // 4. Interim responses reach HTTP/1.1 clients (RFC 9110 §15.2).

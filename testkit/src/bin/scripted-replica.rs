@@ -296,6 +296,27 @@ fn respond(
             raw.extend_from_slice(&smuggled_response(68));
             out.write_all(&raw).is_ok()
         }
+        // The same, the extra bytes 100 ms after the head: too late to be
+        // seen with it, in time to be read as the next request's answer.
+        "/no-content-late" | "/not-modified-late" | "/head-late" => {
+            let head: &[u8] = match path {
+                "/no-content-late" => b"HTTP/1.1 204 No Content\r\n\r\n",
+                "/not-modified-late" => b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+                _ => b"HTTP/1.1 200 OK\r\ncontent-length: 68\r\n\r\n",
+            };
+            if out.write_all(head).is_err() {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(100));
+            out.write_all(&smuggled_response(68)).is_ok()
+        }
+        // Switches protocols whatever the request asked.
+        "/switches" => {
+            let _ = out.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            );
+            false
+        }
         // The body even when the request is a HEAD.
         "/head-body" => out
             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED")

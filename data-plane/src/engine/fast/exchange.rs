@@ -13,7 +13,7 @@ use super::pool::{Conn, RawPool};
 use super::request::RequestHead;
 use super::response::{self, ResponseHead};
 use super::{MIN_READ, READ_CHUNK};
-use crate::config::MAX_RESPONSE_HEAD_BYTES;
+use crate::config::{MAX_INTERIM_RESPONSES, MAX_RESPONSE_HEAD_BYTES};
 use crate::driver::Exchange;
 use crate::error::AttemptError;
 use crate::pool::ReplicaPools;
@@ -100,6 +100,7 @@ impl FastExchange<'_> {
     ) -> Result<ResponseHead, HeadError> {
         let authority = || pool.authority().clone();
         let mut answered = false;
+        let mut interim = 0;
         loop {
             let parsed = if conn.buf.is_empty() {
                 None
@@ -116,6 +117,14 @@ impl FastExchange<'_> {
             if let Some(head) = parsed {
                 if head.status >= 200 {
                     return Ok(head);
+                }
+                interim += 1;
+                if interim > MAX_INTERIM_RESPONSES {
+                    return Err(HeadError::Attempt(AttemptError::InvalidResponse {
+                        authority: authority(),
+                        source: format!("more than {MAX_INTERIM_RESPONSES} interim responses")
+                            .into(),
+                    }));
                 }
                 self.forward_interim(conn, &head).await?;
                 answered = true;

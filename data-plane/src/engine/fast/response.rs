@@ -49,6 +49,10 @@ pub enum ResponseError {
     Connection(rules::Violation),
     #[error("101 Switching Protocols to a request that asked for no upgrade")]
     UnaskedUpgrade,
+    #[error("Transfer-Encoding in an HTTP/1.0 response")]
+    FaultyFraming,
+    #[error("a transfer coding other than chunked")]
+    UnsupportedCoding,
 }
 
 /// Response headers the proxy drops: the hop-by-hop ones but
@@ -95,9 +99,16 @@ pub fn parse(
     if status == 101 {
         return Err(ResponseError::UnaskedUpgrade);
     }
+    if !(100..=599).contains(&status) {
+        // RFC 9110 §15: three digits from 100 to 599.
+        return Err(ResponseError::Malformed);
+    }
     let mut length = None;
     let mut chunked = false;
     let mut transfer_coded = false;
+    // Exactly one coding, chunked.
+    let mut chunked_only = true;
+    let mut codings = 0usize;
     let mut close = false;
     let mut keep_alive = false;
     let mut rebuild = false;
@@ -112,9 +123,11 @@ pub fn parse(
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_coded = true;
             // Field lines combine into one list (RFC 9110 §5.3): an empty
-            // line changes nothing, a later coding decides.
-            if let Some(last) = rules::tokens(header.value).last() {
-                chunked = last.eq_ignore_ascii_case(b"chunked");
+            // line changes nothing.
+            for coding in rules::tokens(header.value) {
+                codings += 1;
+                chunked = coding.eq_ignore_ascii_case(b"chunked");
+                chunked_only &= chunked && codings == 1;
             }
         } else if is_hop_by_hop(name) {
             rebuild = true;
@@ -137,17 +150,22 @@ pub fn parse(
     } else {
         Framing::UntilClose
     };
-    // A bodiless status that announces a body anyway: what follows may be
-    // that body, so the connection is not trusted with another request.
-    let announces_body =
-        bodiless && (transfer_coded || (status != 304 && length.is_some_and(|n| n > 0)));
-    // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means its
-    // framing cannot be trusted: the connection closes after it.
-    let persistent = if version == 1 {
-        !close
-    } else {
-        keep_alive && !transfer_coded
-    };
+    // A response without a body by definition (to HEAD, 204, 304): bytes a
+    // replica sends after it (a body it should not have sent) may come at
+    // any time later and would be read as the answer to the next request,
+    // another client's. Such a connection is not reused (RFC 9112 §6.3).
+    let announces_body = head_request || bodiless;
+    if transfer_coded && version == 0 {
+        // RFC 9112 §6.1: the framing of such a message cannot be trusted.
+        return Err(ResponseError::FaultyFraming);
+    }
+    if transfer_coded && !chunked_only {
+        // A coding other than chunked would have to be forwarded with its
+        // label, which hyper's client cannot do: refused alike by both
+        // engines.
+        return Err(ResponseError::UnsupportedCoding);
+    }
+    let persistent = if version == 1 { !close } else { keep_alive };
     Ok(Some(ResponseHead {
         len,
         status,
@@ -159,6 +177,8 @@ pub fn parse(
         // forwarded.
         rebuild: rebuild
             || leading_empty_lines(buf) > 0
+            || has_bare_lf(&buf[..len])
+            || (bodiless && transfer_coded)
             || (transfer_coded && length.is_some())
             || (rules::forbids_content_length(status) && (length.is_some() || transfer_coded)),
     }))
@@ -178,14 +198,18 @@ pub fn rebuild(buf: &[u8], head: &ResponseHead, closing: bool, out: &mut Vec<u8>
         .headers
         .iter()
         .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
-    let no_framing_headers = rules::forbids_content_length(head.status);
+    let no_length = rules::forbids_content_length(head.status);
+    let no_coding = rules::bodiless_status(head.status);
     // The status line as the replica sent it, without empty lines before.
     let start = leading_empty_lines(buf);
     let line_end = buf[start..]
         .iter()
         .position(|&b| b == b'\n')
         .map_or(start, |i| start + i + 1);
-    out.extend_from_slice(&buf[start..line_end]);
+    let line = &buf[start..line_end];
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+    out.extend_from_slice(b"\r\n");
     let dropped = |h: &httparse::Header<'_>| {
         let name = h.name.as_bytes();
         let length = name.eq_ignore_ascii_case(b"content-length");
@@ -193,13 +217,22 @@ pub fn rebuild(buf: &[u8], head: &ResponseHead, closing: bool, out: &mut Vec<u8>
         is_hop_by_hop(name)
             || listed.iter().any(|n| n.eq_ignore_ascii_case(name))
             || (length && transfer_coded)
-            || ((length || coding) && no_framing_headers)
+            || (length && no_length)
+            || (coding && no_coding)
     };
     write_headers(res.headers, dropped, out);
     if closing {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a line of `head` ends in LF without CR (rebuilt with CRLF: a
+/// sender must use CRLF, RFC 9112 §2.2).
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
 }
 
 /// How many bytes of empty lines (CRLF or LF) `buf` starts with.
@@ -233,17 +266,29 @@ mod tests {
             (200, Framing::Length(5), true, false)
         );
         assert_eq!(h.len, 38);
+        // No body by definition: never reused (late bytes would be the next
+        // request's answer).
         let h = head(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true);
-        assert_eq!((h.framing, h.reusable), (Framing::Empty, true));
+        assert_eq!((h.framing, h.reusable), (Framing::Empty, false));
         let h = head(b"HTTP/1.1 204 No Content\r\n\r\n", false);
-        assert_eq!((h.framing, h.reusable), (Framing::Empty, true));
+        assert_eq!((h.framing, h.reusable), (Framing::Empty, false));
         let h = head(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
             false,
         );
         assert_eq!((h.framing, h.reusable), (Framing::Chunked, true));
-        let h = head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false);
-        assert_eq!((h.framing, h.reusable), (Framing::UntilClose, false));
+        for other in [&b"gzip, chunked"[..], b"gzip", b"chunked, chunked"] {
+            let raw = [
+                &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: "[..],
+                other,
+                b"\r\n\r\n",
+            ]
+            .concat();
+            assert_eq!(
+                parse(&raw, false, 8192),
+                Err(ResponseError::UnsupportedCoding)
+            );
+        }
         let h = head(b"HTTP/1.1 200 OK\r\n\r\n", false);
         assert_eq!((h.framing, h.reusable), (Framing::UntilClose, false));
         let h = head(
@@ -290,13 +335,12 @@ mod tests {
         );
         assert_eq!(
             (h.framing, h.reusable, h.rebuild),
-            (Framing::Empty, true, false)
+            (Framing::Empty, false, false)
         );
-        let h = head(
-            b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
-            false,
-        );
-        assert!(!h.reusable);
+        let raw = b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let h = head(raw, false);
+        assert!(!h.reusable && h.rebuild);
+        assert_eq!(rebuilt(raw, false), "HTTP/1.1 304 Not Modified\r\n\r\n");
         let raw = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(
             rebuilt(raw, false),
@@ -320,12 +364,30 @@ mod tests {
             rebuilt(raw, true),
             "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n"
         );
-        // HTTP/1.0 with Transfer-Encoding: faulty framing, no reuse.
-        let h = head(
-            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
-            false,
+        // HTTP/1.0 with Transfer-Encoding: faulty framing (RFC 9112 §6.1).
+        assert_eq!(
+            parse(
+                b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+                8192
+            ),
+            Err(ResponseError::FaultyFraming)
         );
-        assert!(!h.reusable);
+        // Found by the black-box attack: statuses outside 100..=599, bare LF.
+        for status in ["050", "099", "000", "600"] {
+            let raw = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+            assert_eq!(
+                parse(raw.as_bytes(), false, 8192),
+                Err(ResponseError::Malformed),
+                "{status}"
+            );
+        }
+        let raw = b"HTTP/1.1 200 OK\nContent-Length: 5\n\nhello";
+        assert!(head(raw, false).rebuild);
+        assert_eq!(
+            rebuilt(raw, false),
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+        );
         // Transfer-Encoding over several lines, the last one empty: chunked.
         for raw in [
             &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: \r\n\r\n"[..],
@@ -333,11 +395,14 @@ mod tests {
         ] {
             assert_eq!(head(raw, false).framing, Framing::Chunked);
         }
-        let h = head(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
-            false,
+        assert_eq!(
+            parse(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+                false,
+                8192
+            ),
+            Err(ResponseError::UnsupportedCoding)
         );
-        assert_eq!(h.framing, Framing::UntilClose);
     }
 
     #[test]

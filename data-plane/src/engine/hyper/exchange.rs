@@ -4,10 +4,12 @@
 
 use std::net::IpAddr;
 
-use bytes::Bytes;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Either, Limited};
+use http_body_util::{BodyExt, Either};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
@@ -15,6 +17,7 @@ use super::interim::{Interim, Window};
 use super::pool::PooledBody;
 use super::request::{self, Outbound};
 use super::{ProxyBody, aborted, refused, upgrade};
+use crate::config::MAX_INTERIM_RESPONSES;
 use crate::driver::{self, Exchange, Outcome, Refusal, RequestInfo};
 use crate::error::AttemptError;
 use crate::pool::ReplicaPools;
@@ -26,6 +29,7 @@ pub(crate) async fn handle(
     shared: &Shared,
     client: IpAddr,
     interim: Interim,
+    abandon: &tokio::sync::Notify,
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     if let Err(refusal) = request::check(&req, &shared.limits) {
@@ -39,9 +43,13 @@ pub(crate) async fn handle(
         (interim, window)
     });
     let (parts, body) = req.into_parts();
-    let body = match read_body(body, shared.limits.max_body_bytes).await {
+    let limits = &shared.limits;
+    let body = match read_body(body, limits.max_body_bytes, limits.header_read_timeout).await {
         Ok(body) => body,
-        Err(refusal) => return refused(&refusal),
+        Err(refusal) => {
+            abandon.notify_one();
+            return refused(&refusal);
+        }
     };
     let outbound = Outbound::new(&parts, upgrade);
     let path = parts.uri.path();
@@ -75,16 +83,28 @@ pub(crate) async fn handle(
 }
 
 /// Buffer a request body (so it can be sent again on failover), refusing
-/// more than `limit` bytes with 413.
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Refusal> {
+/// more than `limit` bytes with 413, and a body that pauses longer than
+/// `stall` between two pieces with 408 (the fast engine closes such a
+/// connection too).
+async fn read_body(mut body: Incoming, limit: usize, stall: Duration) -> Result<Bytes, Refusal> {
     use http_body::Body as _;
     if body.is_end_stream() {
         return Ok(Bytes::new());
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::body_too_large(limit)),
-        Err(e) => Err(Refusal::unreadable_body(&*e)),
+    let mut collected = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(stall, body.frame()).await {
+            Err(_) => return Err(Refusal::body_stalled(stall)),
+            Ok(None) => return Ok(collected.freeze()),
+            Ok(Some(Err(e))) => return Err(Refusal::unreadable_body(&e)),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > limit {
+                return Err(Refusal::body_too_large(limit));
+            }
+            collected.extend_from_slice(&data);
+        }
     }
 }
 
@@ -112,31 +132,70 @@ impl Exchange for HyperExchange<'_> {
         let mut request = self.outbound.request(self.body.clone(), pools.authority());
         if let Some((interim, window)) = &self.interim {
             let (interim, window) = (interim.clone(), *window);
+            let forwarded = std::sync::atomic::AtomicUsize::new(0);
             hyper::ext::on_informational(&mut request, move |response| {
-                interim.send(window, &interim_head(response.status(), response.headers()));
+                use std::sync::atomic::Ordering;
+                if forwarded.fetch_add(1, Ordering::Relaxed) < MAX_INTERIM_RESPONSES {
+                    interim.send(window, &interim_head(response.status(), response.headers()));
+                }
             });
         }
-        let response = if self.client_upgrade.is_some() {
-            let mut response = pools.hyper.send_upgrade(request).await?;
-            if response.status() == StatusCode::SWITCHING_PROTOCOLS
-                && let Some(client) = self.client_upgrade.take()
-            {
-                upgrade::tunnel(client, hyper::upgrade::on(&mut response));
-            }
-            response.map(PooledBody::unpooled)
-        } else {
-            pools.hyper.send(request).await?
+        let invalid = |why: &str| AttemptError::InvalidResponse {
+            authority: pools.authority().clone(),
+            source: why.to_owned().into(),
         };
-        for value in response.headers().get_all(header::CONNECTION) {
-            rules::check_connection(value.as_bytes()).map_err(|v| {
-                AttemptError::InvalidResponse {
-                    authority: pools.authority().clone(),
-                    source: v.into(),
+        let response = match &self.outbound.upgrade {
+            Some(asked) => {
+                let mut response = pools.hyper.send_upgrade(request).await?;
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    // RFC 9110 §7.8: only to a protocol the client asked for.
+                    let to = response.headers().get(header::UPGRADE);
+                    if to.is_none_or(|to| !same_protocols(asked, to)) {
+                        return Err(invalid("101 to a protocol the request did not ask for"));
+                    }
+                    if let Some(client) = self.client_upgrade.take() {
+                        upgrade::tunnel(client, hyper::upgrade::on(&mut response));
+                    }
                 }
-            })?;
-        }
+                response.map(PooledBody::unpooled)
+            }
+            None => pools.hyper.send(request).await?,
+        };
+        check_response(&response, self.outbound.upgrade.is_some()).map_err(|why| invalid(&why))?;
         Ok(response)
     }
+}
+
+/// What the data plane refuses to forward in a response hyper parsed (the
+/// same rules as the fast engine's response parser).
+fn check_response(response: &Response<PooledBody>, asked_upgrade: bool) -> Result<(), String> {
+    let status = response.status().as_u16();
+    if status > 599 {
+        return Err(format!("status {status} outside 100..=599"));
+    }
+    if status == 101 && !asked_upgrade {
+        return Err("101 Switching Protocols to a request that asked for no upgrade".into());
+    }
+    for value in response.headers().get_all(header::CONNECTION) {
+        rules::check_connection(value.as_bytes()).map_err(|v| v.to_string())?;
+    }
+    let mut codings = response
+        .headers()
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| rules::tokens(v.as_bytes()));
+    if let Some(first) = codings.next()
+        && (!first.eq_ignore_ascii_case(b"chunked") || codings.next().is_some())
+    {
+        return Err("a transfer coding other than chunked".into());
+    }
+    Ok(())
+}
+
+/// Whether a 101's `Upgrade` names only protocols the request's did.
+fn same_protocols(asked: &HeaderValue, answered: &HeaderValue) -> bool {
+    let asked: Vec<&[u8]> = rules::tokens(asked.as_bytes()).collect();
+    rules::tokens(answered.as_bytes()).all(|p| asked.iter().any(|a| a.eq_ignore_ascii_case(p)))
 }
 
 /// The head of an interim response as the client gets it.

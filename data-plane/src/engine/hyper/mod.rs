@@ -6,6 +6,7 @@
 //! The fast engine hands this engine the connections it does not handle.
 
 mod exchange;
+mod idle;
 mod interim;
 pub mod pool;
 mod request;
@@ -48,6 +49,10 @@ const HYPER_MIN_HEAD_BUFFER: usize = 1024 * 1024;
 /// hyper answers its own 431.
 const HYPER_MAX_HEADERS: usize = 4 * MAX_REQUEST_HEADERS;
 
+/// How long the answer to a request whose body stalled or broke gets to go
+/// out before its connection is dropped.
+const ABANDON_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// hyper's server, configured once from the limits.
 #[derive(Clone)]
 pub(crate) struct Server(auto::Builder<TokioExecutor>);
@@ -58,6 +63,9 @@ impl Server {
         http.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
+            // A client that half-closes after its request still gets the
+            // answer (as with the fast engine).
+            .half_close(true)
             .max_headers(HYPER_MAX_HEADERS)
             .max_buf_size(limits.max_head_bytes().max(HYPER_MIN_HEAD_BUFFER));
         Server(http)
@@ -75,13 +83,20 @@ pub(crate) async fn serve_connection<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let http = shared.hyper.0.clone();
-    let (io, interim) = InterimIo::new(io);
+    let limits = shared.limits;
+    let clock = idle::IdleClock::new();
+    let (io, interim) = InterimIo::new(idle::Watched::new(io, clock.clone()));
+    // Told by a request whose body stalled or broke: the rest of the
+    // connection cannot be trusted, and hyper would wait for that body.
+    let abandon = Arc::new(tokio::sync::Notify::new());
+    let abandoned = abandon.clone();
     let service = service_fn(move |req| {
         let shared = shared.clone();
         let interim = interim.clone();
+        let abandon = abandon.clone();
         shared.note_activity();
         async move {
-            let response = exchange::handle(&shared, client, interim, req).await;
+            let response = exchange::handle(&shared, client, interim, &abandon, req).await;
             shared.note_activity();
             Ok::<_, Infallible>(response)
         }
@@ -89,11 +104,14 @@ pub(crate) async fn serve_connection<I>(
     let conn = http.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut stopping = false;
+    // Once the connection is abandoned: when it is dropped at the latest.
+    let mut drop_at: Option<tokio::time::Instant> = None;
     loop {
         if !stopping && *stopped.borrow() {
             stopping = true;
             conn.as_mut().graceful_shutdown();
         }
+        let silent_until = clock.deadline(limits.header_read_timeout, limits.idle_timeout);
         tokio::select! {
             ended = conn.as_mut() => {
                 if let Err(e) = ended {
@@ -103,6 +121,26 @@ pub(crate) async fn serve_connection<I>(
             }
             changed = stopped.changed(), if !stopping => {
                 if changed.is_err() {
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            () = abandoned.notified(), if drop_at.is_none() => {
+                // The answer (408, 400) gets a moment to go out; then the
+                // connection goes, whatever hyper still waits for.
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+                drop_at = Some(tokio::time::Instant::now() + ABANDON_GRACE);
+            }
+            () = tokio::time::sleep_until(drop_at.unwrap_or_else(tokio::time::Instant::now)), if drop_at.is_some() => {
+                tracing::debug!(%client, "client connection abandoned after a broken request body");
+                return;
+            }
+            () = tokio::time::sleep_until(silent_until), if !stopping => {
+                // Bytes may have come meanwhile: only a deadline that still
+                // holds closes (gracefully: a request in flight finishes).
+                if clock.deadline(limits.header_read_timeout, limits.idle_timeout) <= tokio::time::Instant::now() {
+                    tracing::debug!(%client, "client connection silent too long; closing");
                     stopping = true;
                     conn.as_mut().graceful_shutdown();
                 }

@@ -29,6 +29,7 @@ use hyper_util::rt::TokioIo;
 use crate::config::{MAX_RESPONSE_HEAD_BYTES, MAX_RESPONSE_HEADERS};
 use crate::error::AttemptError;
 use crate::pool::{IdleStack, connect_within};
+use crate::rules;
 
 type Sender = SendRequest<Full<Bytes>>;
 
@@ -103,6 +104,7 @@ impl UpstreamPool {
         self: &Arc<Self>,
         mut request: Request<Full<Bytes>>,
     ) -> Result<Response<PooledBody>, AttemptError> {
+        let head_request = request.method() == http::Method::HEAD;
         loop {
             let (mut sender, fresh) = match self.checkout() {
                 Some(sender) => (sender, false),
@@ -118,7 +120,7 @@ impl UpstreamPool {
                 continue; // a stale pooled connection; try the next one
             }
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok(self.pooled(response, sender)),
+                Ok(response) => return Ok(self.pooled(response, sender, head_request)),
                 Err(mut e) => match e.take_message() {
                     // Never sent on a pooled connection that went stale:
                     // send it again, on another or a new connection.
@@ -169,15 +171,23 @@ impl UpstreamPool {
         }
     }
 
+    /// The response with a body that returns the connection to the pool at
+    /// its end, unless the response has no body by definition (to HEAD,
+    /// 204, 304): bytes a replica sends after one of those (a body it
+    /// should not have sent) may come at any time later, and would be read
+    /// as the answer to the next request, another client's. Such a
+    /// connection is not reused (RFC 9112 §6.3).
     fn pooled(
         self: &Arc<Self>,
         response: Response<Incoming>,
         sender: Sender,
+        head_request: bool,
     ) -> Response<PooledBody> {
+        let bodiless = head_request || rules::bodiless_status(response.status().as_u16());
         let (parts, body) = response.into_parts();
         let mut body = PooledBody {
             inner: Some(body),
-            home: Some((self.clone(), sender)),
+            home: (!bodiless).then(|| (self.clone(), sender)),
         };
         if body.is_end_stream() {
             body.release();

@@ -18,6 +18,19 @@ pub(crate) fn check<B>(req: &Request<B>, limits: &Limits) -> Result<(), Refusal>
     if req.method() == Method::CONNECT {
         return Err(Refusal::violation(&Violation::Connect));
     }
+    check_target(req).map_err(|v| Refusal::violation(&v))?;
+    // Exactly one coding, chunked (hyper refuses a last coding other than
+    // chunked itself; the data plane refuses codings before it).
+    let mut codings = req
+        .headers()
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| rules::tokens(v.as_bytes()));
+    if let Some(first) = codings.next()
+        && (!first.eq_ignore_ascii_case(b"chunked") || codings.next().is_some())
+    {
+        return Err(Refusal::violation(&Violation::TransferCoding));
+    }
     let http1 = matches!(req.version(), Version::HTTP_10 | Version::HTTP_11);
     if http1 {
         // The request line as it came: method, target, "HTTP/1.x".
@@ -54,6 +67,31 @@ pub(crate) fn check<B>(req: &Request<B>, limits: &Limits) -> Result<(), Refusal>
     Ok(())
 }
 
+/// RFC 9112 §3.2 (and RFC 9113 §8.3.1 for `:authority`): an origin-form
+/// target, `*` for OPTIONS only, or an absolute-form http(s) target whose
+/// authority is a valid `host[:port]` without userinfo (RFC 9110 §4.2.4:
+/// the data plane would send it on as `Host`).
+fn check_target<B>(req: &Request<B>) -> Result<(), Violation> {
+    let uri = req.uri();
+    if uri == "*" {
+        return if req.method() == Method::OPTIONS {
+            Ok(())
+        } else {
+            Err(Violation::Target)
+        };
+    }
+    match (uri.scheme_str(), uri.authority()) {
+        // Origin form.
+        (None, None) if uri.path().starts_with('/') => Ok(()),
+        (Some("http" | "https"), Some(authority))
+            if rules::valid_host(authority.as_str().as_bytes()) =>
+        {
+            Ok(())
+        }
+        _ => Err(Violation::Target),
+    }
+}
+
 /// The protocol an HTTP/1.1 request asks to switch to (RFC 9110 §7.8), if
 /// it asks.
 pub(crate) fn upgrade_of<B>(req: &Request<B>) -> Option<HeaderValue> {
@@ -74,6 +112,8 @@ pub(crate) struct Outbound {
     method: Method,
     target: Uri,
     headers: HeaderMap,
+    /// The protocols the request asks to switch to, if it does.
+    pub(crate) upgrade: Option<HeaderValue>,
     /// The client sent no usable `Host`: the upstream's authority goes in.
     needs_host: bool,
 }
@@ -96,9 +136,9 @@ impl Outbound {
             headers.insert(header::HOST, host);
             needs_host = false;
         }
-        if let Some(protocol) = upgrade {
+        if let Some(protocol) = &upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(header::UPGRADE, protocol);
+            headers.insert(header::UPGRADE, protocol.clone());
         }
         let target = parts
             .uri
@@ -109,6 +149,7 @@ impl Outbound {
             method: parts.method.clone(),
             target: Uri::from(target),
             headers,
+            upgrade,
             needs_host,
         }
     }
@@ -199,6 +240,49 @@ mod tests {
         assert_eq!(
             status(&[("host", "lb"), ("x-long", &long)]),
             Some(http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
+        // Found by the black-box attack: targets and codings.
+        for (target, method) in [
+            ("http://u:p@evil.com/echo", Method::GET),
+            ("http://good:99999/echo", Method::GET),
+            ("ftp://good/echo", Method::GET),
+            ("*", Method::GET),
+        ] {
+            let req = Request::builder()
+                .method(method)
+                .uri(target)
+                .header("host", "lb")
+                .body(())
+                .expect("request");
+            assert_eq!(
+                check(&req, &limits).err().map(|r| r.status),
+                Some(http::StatusCode::BAD_REQUEST),
+                "{target}"
+            );
+        }
+        let options = Request::options("*")
+            .header("host", "lb")
+            .body(())
+            .expect("request");
+        assert!(check(&options, &limits).is_ok());
+        let absolute = Request::get("http://good:8080/a")
+            .header("host", "lb")
+            .body(())
+            .expect("request");
+        assert!(check(&absolute, &limits).is_ok());
+        for coding in ["gzip, chunked", "identity, chunked", "chunked, chunked"] {
+            assert_eq!(
+                status(&[("host", "lb"), ("transfer-encoding", coding)]),
+                Some(http::StatusCode::NOT_IMPLEMENTED),
+                "{coding}"
+            );
+        }
+        assert!(
+            check(
+                &request(&[("host", "lb"), ("transfer-encoding", "chunked")]),
+                &limits
+            )
+            .is_ok()
         );
         let target = format!("/?q={}", "a".repeat(limits.max_request_line_bytes));
         let long_line = Request::get(target)
