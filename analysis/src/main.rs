@@ -41,19 +41,19 @@ struct Args {
     admin: Option<String>,
 
     /// Requests per measurement.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = tasks::DEFAULT_REQUESTS)]
     requests: u64,
 
     /// Requests in flight at once.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = tasks::DEFAULT_CONCURRENCY)]
     concurrency: usize,
 
     /// Smallest N of A-2.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = tasks::DEFAULT_N_MIN)]
     n_min: usize,
 
     /// Largest N of A-2.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = tasks::DEFAULT_N_MAX)]
     n_max: usize,
 
     /// How A-3 kills a replica.
@@ -61,7 +61,7 @@ struct Args {
     kill: KillWith,
 
     /// Where the report goes.
-    #[arg(long, default_value = "analysis/report")]
+    #[arg(long, default_value = report::DEFAULT_DIR)]
     out: PathBuf,
 
     /// No progress bars.

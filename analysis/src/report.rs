@@ -10,6 +10,9 @@ use crate::charts::{self, Band, Bars, Lines, Panels, Timeline};
 use crate::stats::percent;
 use crate::tasks::{Comparison, Distribution, EndpointCase, Recovery};
 
+/// Where the report goes by default (relative to the working directory).
+pub const DEFAULT_DIR: &str = "analysis/report";
+
 /// Everything one run measured.
 #[derive(Debug, Serialize)]
 pub struct Results {

@@ -11,6 +11,15 @@ use crate::load::{self, Event, Stream};
 use crate::stats::{Spread, buckets};
 use crate::system::{KillWith, kill_replica};
 
+/// Requests per measurement by default (the assignment's 10,000).
+pub const DEFAULT_REQUESTS: u64 = 10_000;
+/// Requests in flight at once by default.
+pub const DEFAULT_CONCURRENCY: usize = 200;
+/// The range of N that A-2 walks by default (the assignment's 2..=6).
+pub const DEFAULT_N_MIN: usize = 2;
+/// The largest N of A-2 by default.
+pub const DEFAULT_N_MAX: usize = 6;
+
 /// Knobs shared by the tasks.
 #[derive(Clone, Debug)]
 pub struct Settings {

@@ -89,8 +89,9 @@ impl std::str::FromStr for Engine {
 pub struct Limits {
     /// Largest request body forwarded, in bytes (413 beyond).
     pub max_body_bytes: usize,
-    /// Time to send a request head before the connection is closed (fast
-    /// engine: also the longest pause within a request body).
+    /// Time to send a request head before the connection is closed (also
+    /// the longest pause within a request body, and how long a new
+    /// connection may stay silent).
     pub header_read_timeout: Duration,
     /// Longest request line, in bytes (414 beyond); at least
     /// [`MIN_HEAD_LIMIT`].
@@ -106,8 +107,7 @@ pub struct Limits {
     /// Time a new connection to a replica gets to be established (then the
     /// next replica is tried: nothing was sent).
     pub upstream_connect_timeout: Duration,
-    /// Time a client connection may stay idle between requests (fast
-    /// engine; hyper keeps idle connections until the client closes them).
+    /// Time a client connection may stay idle between requests.
     pub idle_timeout: Duration,
     /// Time open client connections get to finish once shutdown starts.
     pub drain_timeout: Duration,

@@ -156,7 +156,7 @@ struct LimitArgs {
 
     /// How long a client gets to send a request's head before its
     /// connection is closed (slow clients do not hold connections forever);
-    /// with the fast engine, also the longest pause in the middle of a body.
+    /// also the longest pause in the middle of a body (408 or a close).
     #[arg(long, default_value_t = config::DEFAULT_HEADER_READ_TIMEOUT.into())]
     header_read_timeout: humantime::Duration,
 
@@ -186,7 +186,7 @@ struct LimitArgs {
     upstream_connect_timeout: humantime::Duration,
 
     /// How long a client connection may stay idle between two requests
-    /// before it is closed (fast engine).
+    /// before it is closed.
     #[arg(long, default_value_t = config::DEFAULT_IDLE_TIMEOUT.into())]
     idle_timeout: humantime::Duration,
 

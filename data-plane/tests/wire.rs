@@ -206,23 +206,29 @@ async fn an_invalid_response_is_a_502_naming_its_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_client_connection_is_closed_after_the_idle_timeout() {
-    let wire = start("fast", &["--idle-timeout", "1s"]).await;
-    let mut client = Client::connect(&wire.data_plane.addr);
-    assert_eq!(client.get("/home").status, 200);
-    // Idle for less than the timeout: still open (a data plane that closed
-    // at once would fail here).
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(client.get("/home").status, 200);
-    let idle_since = std::time::Instant::now();
-    // The read timeout (10 s) bounds the wait; the close comes long before.
-    assert!(client.closed(), "the idle connection is still open");
-    // A lower bound only (a slow machine makes it longer, never shorter):
-    // closed by the idle timeout, not at once.
-    let idle = idle_since.elapsed();
-    assert!(
-        idle >= std::time::Duration::from_millis(500),
-        "closed after {idle:?}"
-    );
+    for engine in ENGINES {
+        let wire = start(engine, &["--idle-timeout", "1s"]).await;
+        let mut client = Client::connect(&wire.data_plane.addr);
+        assert_eq!(client.get("/home").status, 200, "{engine}");
+        // Idle for less than the timeout: still open (a data plane that
+        // closed at once would fail here).
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(client.get("/home").status, 200, "{engine}");
+        let idle_since = std::time::Instant::now();
+        // The read timeout (10 s) bounds the wait; the close comes long
+        // before.
+        assert!(
+            client.closed(),
+            "{engine}: the idle connection is still open"
+        );
+        // A lower bound only (a slow machine makes it longer, never
+        // shorter): closed by the idle timeout, not at once.
+        let idle = idle_since.elapsed();
+        assert!(
+            idle >= std::time::Duration::from_millis(500),
+            "{engine}: closed after {idle:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
