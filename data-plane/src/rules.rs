@@ -184,27 +184,9 @@ pub fn valid_host(value: &[u8]) -> bool {
             None => (value, None),
         }
     };
-    let reg_name = host.iter().all(|&b| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'%'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-            )
-    });
+    let reg_name = host
+        .iter()
+        .all(|&b| unreserved_or_sub_delim(b) || b == b'%');
     // A port is digits (RFC 3986 §3.2.3), empty or a TCP port number.
     reg_name
         && port.is_none_or(|p| {
@@ -212,6 +194,39 @@ pub fn valid_host(value: &[u8]) -> bool {
                 || (p.iter().all(u8::is_ascii_digit)
                     && std::str::from_utf8(p).is_ok_and(|p| p.parse::<u16>().is_ok()))
         })
+}
+
+/// RFC 3986 §2.2–2.3: unreserved characters and sub-delims, what a
+/// reg-name and a path segment are made of (with `%` for percent-encoding).
+pub fn unreserved_or_sub_delim(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
+}
+
+/// Whether the `Transfer-Encoding` field lines `values` (combined, RFC 9110
+/// §5.3) are exactly one coding, `chunked`: what the data plane passes on.
+pub fn only_chunked<'v>(values: impl Iterator<Item = &'v [u8]>) -> bool {
+    let mut codings = values.flat_map(tokens);
+    codings
+        .next()
+        .is_some_and(|first| first.eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none()
 }
 
 /// A decimal `Content-Length` (RFC 9110 §8.6: digits only, at most 15 of
@@ -333,6 +348,9 @@ mod tests {
 
     #[test]
     fn lengths_and_codings() {
+        let only = |lines: &[&str]| only_chunked(lines.iter().map(|l| l.as_bytes()));
+        assert!(only(&["chunked"]) && only(&["Chunked"]) && only(&["chunked", ""]));
+        assert!(!only(&["gzip, chunked"]) && !only(&["chunked", "chunked"]) && !only(&[""]));
         assert_eq!(parse_length(b"0"), Some(0));
         assert_eq!(parse_length(b" 42 "), Some(42));
         for bad in [&b""[..], b"+1", b"1,1", b"-1", b"0x10", b"9999999999999999"] {

@@ -179,13 +179,9 @@ fn check_response(response: &Response<PooledBody>, asked_upgrade: bool) -> Resul
     for value in response.headers().get_all(header::CONNECTION) {
         rules::check_connection(value.as_bytes()).map_err(|v| v.to_string())?;
     }
-    let mut codings = response
-        .headers()
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| rules::tokens(v.as_bytes()));
-    if let Some(first) = codings.next()
-        && (!first.eq_ignore_ascii_case(b"chunked") || codings.next().is_some())
+    let codings = response.headers().get_all(header::TRANSFER_ENCODING);
+    if codings.iter().next().is_some()
+        && !rules::only_chunked(codings.iter().map(HeaderValue::as_bytes))
     {
         return Err("a transfer coding other than chunked".into());
     }

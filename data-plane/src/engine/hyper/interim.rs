@@ -25,6 +25,8 @@ use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
+use super::idle::IdleClock;
+
 /// The interim responses waiting to be written to one client connection.
 #[derive(Debug, Default)]
 struct Queue {
@@ -105,19 +107,23 @@ impl Interim {
     }
 }
 
-/// A client connection that interim responses can be written into.
+/// The client connection as hyper's server gets it: interim responses can
+/// be written into it, and the bytes that come in are noted on an
+/// [`IdleClock`] (so that a silent connection can be closed).
 pub(crate) struct InterimIo<I> {
     inner: I,
     interim: Interim,
+    clock: Arc<IdleClock>,
 }
 
 impl<I> InterimIo<I> {
-    pub(crate) fn new(inner: I) -> (InterimIo<I>, Interim) {
+    pub(crate) fn new(inner: I, clock: Arc<IdleClock>) -> (InterimIo<I>, Interim) {
         let interim = Interim::default();
         (
             InterimIo {
                 inner,
                 interim: interim.clone(),
+                clock,
             },
             interim,
         )
@@ -130,7 +136,12 @@ impl<I: AsyncRead + Unpin> AsyncRead for InterimIo<I> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.clock.note_read();
+        }
+        polled
     }
 }
 
@@ -199,7 +210,7 @@ mod tests {
     #[tokio::test]
     async fn queued_interims_go_out_at_the_next_flush_after_earlier_writes() {
         let (near, mut far) = tokio::io::duplex(1024);
-        let (mut io, interim) = InterimIo::new(near);
+        let (mut io, interim) = InterimIo::new(near, IdleClock::new());
         let first = interim.open();
         io.write_all(b"previous;").await.expect("write");
         interim.send(first, b"interim;");

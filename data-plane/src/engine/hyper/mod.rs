@@ -85,7 +85,7 @@ pub(crate) async fn serve_connection<I>(
     let http = shared.hyper.0.clone();
     let limits = shared.limits;
     let clock = idle::IdleClock::new();
-    let (io, interim) = InterimIo::new(idle::Watched::new(io, clock.clone()));
+    let (io, interim) = InterimIo::new(io, clock.clone());
     // Told by a request whose body stalled or broke: the rest of the
     // connection cannot be trusted, and hyper would wait for that body.
     let abandon = Arc::new(tokio::sync::Notify::new());

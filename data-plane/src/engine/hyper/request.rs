@@ -21,13 +21,9 @@ pub(crate) fn check<B>(req: &Request<B>, limits: &Limits) -> Result<(), Refusal>
     check_target(req).map_err(|v| Refusal::violation(&v))?;
     // Exactly one coding, chunked (hyper refuses a last coding other than
     // chunked itself; the data plane refuses codings before it).
-    let mut codings = req
-        .headers()
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| rules::tokens(v.as_bytes()));
-    if let Some(first) = codings.next()
-        && (!first.eq_ignore_ascii_case(b"chunked") || codings.next().is_some())
+    let codings = req.headers().get_all(header::TRANSFER_ENCODING);
+    if codings.iter().next().is_some()
+        && !rules::only_chunked(codings.iter().map(HeaderValue::as_bytes))
     {
         return Err(Refusal::violation(&Violation::TransferCoding));
     }
