@@ -173,9 +173,12 @@ pub async fn serve(
     stop: CancellationToken,
     token: AdminToken,
 ) -> Result<(), tonic::transport::Error> {
+    // Each reflection service also describes the other version's, so that
+    // a client of either (grpcurl speaks v1alpha) lists both.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ringlb_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| {
             tracing::error!(error = %e, "reflection v1 unavailable");
@@ -184,6 +187,7 @@ pub async fn serve(
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ringlb_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

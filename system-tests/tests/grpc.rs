@@ -271,7 +271,13 @@ async fn grpcurl_lists_and_calls_the_services() {
         "{}",
         String::from_utf8_lossy(&list.stderr)
     );
-    for service in ["ringlb.v1.ControlPlane", "grpc.health.v1.Health"] {
+    // Both reflection versions, though grpcurl asks v1alpha.
+    for service in [
+        "ringlb.v1.ControlPlane",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ] {
         assert!(
             listed.lines().any(|l| l == service),
             "{service} not in:\n{listed}"
