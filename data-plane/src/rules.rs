@@ -266,14 +266,11 @@ pub fn forbids_content_length(status: u16) -> bool {
     (100..200).contains(&status) || status == 204
 }
 
-/// Whether a request asks to switch protocols (RFC 9110 §7.8): an HTTP/1.1
-/// request with an `Upgrade` header that `Connection` names.
-pub fn wants_upgrade<'h>(
-    http11: bool,
-    mut connection: impl Iterator<Item = &'h [u8]>,
-    has_upgrade: bool,
-) -> bool {
-    http11 && has_upgrade && connection.any(|v| has_token(v, "upgrade"))
+/// Whether a request that has an `Upgrade` header asks to switch protocols
+/// (RFC 9110 §7.8): it is HTTP/1.1 and one of its `Connection` values
+/// names `upgrade`.
+pub fn wants_upgrade<'h>(http11: bool, mut connection: impl Iterator<Item = &'h [u8]>) -> bool {
+    http11 && connection.any(|v| has_token(v, "upgrade"))
 }
 
 #[cfg(test)]
@@ -368,10 +365,10 @@ mod tests {
         assert!(bodiless_status(103) && bodiless_status(204) && bodiless_status(304));
         assert!(!bodiless_status(200) && !bodiless_status(404));
         assert!(forbids_content_length(204) && !forbids_content_length(304));
-        let upgrade = |values: &[&[u8]]| wants_upgrade(true, values.iter().copied(), true);
+        let upgrade = |values: &[&[u8]]| wants_upgrade(true, values.iter().copied());
         assert!(upgrade(&[b"Upgrade"]));
         assert!(upgrade(&[b"keep-alive", b"keep-alive, upgrade"]));
         assert!(!upgrade(&[b"keep-alive"]));
-        assert!(!wants_upgrade(false, [&b"upgrade"[..]].into_iter(), true));
+        assert!(!wants_upgrade(false, [&b"upgrade"[..]].into_iter()));
     }
 }

@@ -110,7 +110,7 @@ impl ClientConn {
                 HeadRead::HandOver(why) => return Ok(Some(why)),
                 HeadRead::Refuse(refusal) => {
                     // The answer to a HEAD request has no body, even ours.
-                    let start = response::leading_empty_lines(&self.buf);
+                    let start = head::leading_empty_lines(&self.buf);
                     let is_head = self.buf[start..].starts_with(b"HEAD ");
                     self.refuse(is_head, &refusal).await?;
                     return Ok(None);

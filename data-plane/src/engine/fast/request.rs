@@ -8,8 +8,7 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use super::head::{connection_listed, offset_in, write_headers};
-use super::response::leading_empty_lines;
+use super::head::{connection_listed, has_bare_lf, leading_empty_lines, offset_in, write_headers};
 use crate::config::{Limits, MAX_REQUEST_HEADERS};
 use crate::driver::Refusal;
 use crate::rules::{self, HostCheck, Violation};
@@ -202,13 +201,6 @@ pub fn rebuild(buf: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b" HTTP/1.1\r\n");
     write_headers(req.headers, dropped, out);
     out.extend_from_slice(b"\r\n");
-}
-
-/// Whether a line of `head` ends in LF without CR.
-fn has_bare_lf(head: &[u8]) -> bool {
-    head.iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
 }
 
 /// An origin-form target (`/path?query`) of characters any URI parser

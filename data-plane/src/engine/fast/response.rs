@@ -4,7 +4,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::head::{connection_listed, write_headers};
+use super::head::{connection_listed, has_bare_lf, leading_empty_lines, write_headers};
 use crate::config::MAX_RESPONSE_HEADERS;
 use crate::rules;
 
@@ -104,11 +104,11 @@ pub fn parse(
         return Err(ResponseError::Malformed);
     }
     let mut length = None;
-    let mut chunked = false;
     let mut transfer_coded = false;
-    // Exactly one coding, chunked.
-    let mut chunked_only = true;
+    // The codings of all Transfer-Encoding lines together (RFC 9110 §5.3:
+    // an empty line changes nothing), and whether each is chunked.
     let mut codings = 0usize;
+    let mut all_chunked = true;
     let mut close = false;
     let mut keep_alive = false;
     let mut rebuild = false;
@@ -122,12 +122,9 @@ pub fn parse(
             length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_coded = true;
-            // Field lines combine into one list (RFC 9110 §5.3): an empty
-            // line changes nothing.
             for coding in rules::tokens(header.value) {
                 codings += 1;
-                chunked = coding.eq_ignore_ascii_case(b"chunked");
-                chunked_only &= chunked && codings == 1;
+                all_chunked &= coding.eq_ignore_ascii_case(b"chunked");
             }
         } else if is_hop_by_hop(name) {
             rebuild = true;
@@ -138,13 +135,21 @@ pub fn parse(
             }
         }
     }
+    if transfer_coded && version == 0 {
+        // RFC 9112 §6.1: the framing of such a message cannot be trusted.
+        return Err(ResponseError::FaultyFraming);
+    }
+    if transfer_coded && !(codings == 1 && all_chunked) {
+        // A coding other than chunked would have to be forwarded with its
+        // label, which hyper's client cannot do: refused alike by both
+        // engines. So from here on Transfer-Encoding means chunked.
+        return Err(ResponseError::UnsupportedCoding);
+    }
     let bodiless = rules::bodiless_status(status);
     let framing = if head_request || bodiless {
         Framing::Empty
-    } else if chunked {
-        Framing::Chunked
     } else if transfer_coded {
-        Framing::UntilClose
+        Framing::Chunked
     } else if let Some(n) = length {
         Framing::Length(n)
     } else {
@@ -155,16 +160,6 @@ pub fn parse(
     // any time later and would be read as the answer to the next request,
     // another client's. Such a connection is not reused (RFC 9112 §6.3).
     let announces_body = head_request || bodiless;
-    if transfer_coded && version == 0 {
-        // RFC 9112 §6.1: the framing of such a message cannot be trusted.
-        return Err(ResponseError::FaultyFraming);
-    }
-    if transfer_coded && !(chunked_only && codings == 1) {
-        // A coding other than chunked would have to be forwarded with its
-        // label, which hyper's client cannot do: refused alike by both
-        // engines.
-        return Err(ResponseError::UnsupportedCoding);
-    }
     let persistent = if version == 1 { !close } else { keep_alive };
     Ok(Some(ResponseHead {
         len,
@@ -172,15 +167,15 @@ pub fn parse(
         framing,
         reusable: persistent && framing != Framing::UntilClose && !announces_body,
         // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, which
-        // goes; RFC 9110 §8.6: no Content-Length on 1xx and 204.
+        // goes, and goes itself where there is no body; RFC 9110 §8.6: no
+        // Content-Length on 1xx and 204.
         // Empty lines before the status line (httparse skips them) are not
         // forwarded.
         rebuild: rebuild
             || leading_empty_lines(buf) > 0
             || has_bare_lf(&buf[..len])
-            || (bodiless && transfer_coded)
-            || (transfer_coded && length.is_some())
-            || (rules::forbids_content_length(status) && (length.is_some() || transfer_coded)),
+            || (transfer_coded && (length.is_some() || bodiless))
+            || (rules::forbids_content_length(status) && length.is_some()),
     }))
 }
 
@@ -225,21 +220,6 @@ pub fn rebuild(buf: &[u8], head: &ResponseHead, closing: bool, out: &mut Vec<u8>
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// Whether a line of `head` ends in LF without CR (rebuilt with CRLF: a
-/// sender must use CRLF, RFC 9112 §2.2).
-fn has_bare_lf(head: &[u8]) -> bool {
-    head.iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
-}
-
-/// How many bytes of empty lines (CRLF or LF) `buf` starts with.
-pub(crate) fn leading_empty_lines(buf: &[u8]) -> usize {
-    buf.iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count()
 }
 
 #[cfg(test)]

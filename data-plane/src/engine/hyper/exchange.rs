@@ -196,26 +196,17 @@ fn same_protocols(asked: &HeaderValue, answered: &HeaderValue) -> bool {
 
 /// The head of an interim response as the client gets it.
 fn interim_head(status: StatusCode, headers: &http::HeaderMap) -> Vec<u8> {
+    let mut headers = headers.clone();
+    request::strip_hop_by_hop(&mut headers);
+    headers.remove(header::CONTENT_LENGTH); // none on 1xx (RFC 9110 §8.6)
     let mut out = format!(
         "HTTP/1.1 {} {}\r\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or("")
     )
     .into_bytes();
-    let listed: Vec<&[u8]> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| rules::tokens(v.as_bytes()))
-        .collect();
-    for (name, value) in headers {
-        let name = name.as_str().as_bytes();
-        if rules::is_hop_by_hop(name)
-            || listed.iter().any(|l| l.eq_ignore_ascii_case(name))
-            || name == b"content-length"
-        {
-            continue;
-        }
-        out.extend_from_slice(name);
+    for (name, value) in &headers {
+        out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");

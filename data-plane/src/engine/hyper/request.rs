@@ -96,7 +96,6 @@ pub(crate) fn upgrade_of<B>(req: &Request<B>) -> Option<HeaderValue> {
     rules::wants_upgrade(
         req.version() == Version::HTTP_11,
         connection.iter().map(HeaderValue::as_bytes),
-        true,
     )
     .then(|| upgrade.clone())
 }
