@@ -12,7 +12,7 @@ COMPOSE := $(shell command -v docker-compose >/dev/null 2>&1 && echo docker-comp
 COMPOSE_PROJECT := ringlb
 DOCKER_NETWORK := net1
 
-.PHONY: help build static images test tools fmt lint msrv run up down logs analysis bench bench-ring fuzz
+.PHONY: help build static images test tools fmt lint msrv run up down logs swarm-up swarm-down analysis bench bench-ring fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -78,6 +78,12 @@ down: ## Stop the Docker system and remove every replica container it started
 
 logs: ## Follow the Docker system's logs
 	$(COMPOSE) -p $(COMPOSE_PROJECT) logs -f
+
+swarm-up: ## Run on Docker Swarm (after `make build`): a one-node swarm on 127.0.0.1 unless in one, replicas as services, data plane on :5000
+	./scripts/swarm.sh up
+
+swarm-down: ## Remove the Swarm system, its replica services, and the swarm and overlay if swarm-up made them
+	./scripts/swarm.sh down
 
 analysis: static ## Tasks A-1..A-4 against a system it starts itself; writes analysis/report/ (ARGS="--target http://localhost:5000" for a running one)
 	$(STATIC) $(CARGO) build --release --target $(TARGET) -p ringlb-analysis

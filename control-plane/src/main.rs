@@ -12,6 +12,7 @@ use ringlb_control_plane::auth::AdminToken;
 use ringlb_control_plane::backend::Backend;
 use ringlb_control_plane::backend::docker::{self, DockerBackend, DockerSettings};
 use ringlb_control_plane::backend::process::ProcessBackend;
+use ringlb_control_plane::backend::swarm::{self, SwarmBackend, SwarmSettings};
 use ringlb_control_plane::health::{self, CheckerSettings, Prober};
 use ringlb_control_plane::manager::{self, Manager, ManagerSettings};
 use ringlb_ring::{HashFn, KeySource, Probing, RingConfig};
@@ -23,6 +24,9 @@ enum BackendKind {
     Process,
     /// Containers through the Docker Engine API.
     Docker,
+    /// Docker Swarm services, one per replica (the engine must be a swarm
+    /// manager; the control plane must run on the overlay network).
+    Swarm,
 }
 
 /// The ringlb control plane: starts and heals the replicas, keeps the
@@ -49,6 +53,9 @@ struct Args {
 
     #[command(flatten)]
     docker: DockerArgs,
+
+    #[command(flatten)]
+    swarm: SwarmArgs,
 
     /// Path of the `replica` binary (process backend). Default: next to this
     /// binary, else `replica` on PATH.
@@ -80,18 +87,21 @@ struct Args {
     announce: bool,
 }
 
-/// The Docker backend's settings ([`DockerSettings`]).
+/// The Docker and Swarm backends' settings ([`DockerSettings`]).
 #[derive(Debug, clap::Args)]
 struct DockerArgs {
-    /// Docker backend: the network every replica joins.
+    /// Docker and Swarm backends: the network every replica joins (for
+    /// Swarm an attachable overlay network).
     #[arg(long, env = "RINGLB_DOCKER_NETWORK", default_value = docker::DEFAULT_NETWORK)]
     docker_network: String,
 
-    /// Docker backend: the replica image.
+    /// Docker and Swarm backends: the replica image (with Swarm, it must be
+    /// on every node).
     #[arg(long, env = "RINGLB_REPLICA_IMAGE", default_value = docker::DEFAULT_REPLICA_IMAGE)]
     replica_image: String,
 
-    /// Docker backend: the port replicas listen on inside their containers.
+    /// Docker and Swarm backends: the port replicas listen on inside their
+    /// containers.
     #[arg(long, env = "RINGLB_REPLICA_PORT", default_value_t = docker::DEFAULT_REPLICA_PORT)]
     replica_port: u16,
 }
@@ -104,6 +114,20 @@ impl From<DockerArgs> for DockerSettings {
             replica_port: args.replica_port,
         }
     }
+}
+
+/// The Swarm backend's own settings ([`SwarmSettings`]).
+#[derive(Debug, clap::Args)]
+struct SwarmArgs {
+    /// Swarm backend: how often the replica services are checked against
+    /// their tasks (catches tasks that end on other nodes).
+    #[arg(long, default_value_t = swarm::DEFAULT_RECONCILE_INTERVAL.into())]
+    swarm_reconcile_interval: humantime::Duration,
+
+    /// Swarm backend: how long a new replica's task gets to be scheduled and
+    /// reach `running`.
+    #[arg(long, default_value_t = swarm::DEFAULT_TASK_TIMEOUT.into())]
+    swarm_task_timeout: humantime::Duration,
 }
 
 /// The replica set's limits and timeouts ([`ManagerSettings`], less the
@@ -219,6 +243,15 @@ async fn main() -> anyhow::Result<()> {
             DockerBackend::connect(args.docker.into())
                 .await
                 .context("cannot use the Docker backend")?,
+        ),
+        BackendKind::Swarm => Arc::new(
+            SwarmBackend::connect(SwarmSettings {
+                replicas: args.docker.into(),
+                reconcile_interval: args.swarm.swarm_reconcile_interval.into(),
+                task_timeout: args.swarm.swarm_task_timeout.into(),
+            })
+            .await
+            .context("cannot use the Swarm backend")?,
         ),
         BackendKind::Process => Arc::new(ProcessBackend::with_args(
             replica_bin(args.replica_bin),

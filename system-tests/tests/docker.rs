@@ -6,10 +6,13 @@
 //! Runs whenever `docker info` answers (it says so loudly when it does not);
 //! needs the images of `make build` (`make test` builds them first).
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ringlb_testkit::docker::{
+    answers as docker_answers, assert_images, docker, docker_lines, free_ports, make, make_quietly,
+    refuses_to_start, repo_root, run,
+};
 use ringlb_testkit::load::Load;
 use ringlb_testkit::{Pool, contract, eventually, get, replica_names};
 
@@ -19,38 +22,6 @@ const IMAGES: [&str; 3] = [
     "ringlb-control-plane:latest",
     "ringlb-data-plane:latest",
 ];
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn docker_answers() -> bool {
-    Command::new("docker")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// `N` distinct ports free on every interface (Docker publishes on
-/// 0.0.0.0): all are held until all are picked, so none is picked twice.
-fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("0.0.0.0:0").expect("a free port"))
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().expect("bound").port())
-}
-
-/// Run a command to completion; panic with its output if it fails.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
-    text
-}
 
 /// `docker-compose` (1.x, as Debian ships it) or Compose v2 (`docker compose`).
 fn compose() -> Command {
@@ -64,27 +35,16 @@ fn compose() -> Command {
     }
 }
 
-fn docker(args: &[&str]) -> String {
-    run(Command::new("docker").args(args))
-}
-
 /// Our replica containers (label `ringlb.managed`), by name.
 fn replica_containers() -> Vec<String> {
-    let out = docker(&[
+    docker_lines(&[
         "ps",
         "-a",
         "--filter",
         "label=ringlb.managed=true",
         "--format",
         "{{.Names}}",
-    ]);
-    let mut names: Vec<String> = out
-        .lines()
-        .map(str::to_owned)
-        .filter(|l| !l.is_empty())
-        .collect();
-    names.sort();
-    names
+    ])
 }
 
 /// The compose system; `make down` on drop, also when the test fails.
@@ -94,30 +54,13 @@ struct Compose {
 
 impl Compose {
     fn make(&self, target: &str) -> String {
-        let mut cmd = Command::new("make");
-        cmd.arg("--no-print-directory")
-            .arg(target)
-            .current_dir(repo_root());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        run(&mut cmd)
+        make(target, &self.env)
     }
 }
 
 impl Drop for Compose {
     fn drop(&mut self) {
-        let mut cmd = Command::new("make");
-        cmd.args(["--no-print-directory", "down"])
-            .current_dir(repo_root());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        match cmd.output() {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!("make down failed: {}", String::from_utf8_lossy(&out.stderr)),
-            Err(e) => eprintln!("make down: {e}"),
-        }
+        make_quietly("down", &self.env);
     }
 }
 
@@ -127,15 +70,7 @@ async fn docker_mode_end_to_end() {
         eprintln!("SKIPPED docker_mode_end_to_end: no Docker engine answers `docker info`");
         return;
     }
-    for image in IMAGES {
-        let present = Command::new("docker")
-            .args(["image", "inspect", image])
-            .output();
-        assert!(
-            present.is_ok_and(|o| o.status.success()),
-            "image {image} is missing: run `make build` (make test does)"
-        );
-    }
+    assert_images(&IMAGES);
     let [port, http_port, grpc_port] = free_ports();
     let system = Compose {
         env: vec![
@@ -422,45 +357,6 @@ async fn docker_mode_end_to_end() {
     assert!(networks.trim().is_empty(), "network net1 left behind");
 }
 
-/// Start a control plane with the Docker backend on the host and expect it
-/// to refuse to start, saying `expected` on stderr.
-fn refuses_to_start(args: &[&str], env: &[(&str, &str)], expected: &str) {
-    let mut cmd = Command::new(ringlb_testkit::bin("control-plane"));
-    cmd.args([
-        "--backend",
-        "docker",
-        "--http-listen",
-        "127.0.0.1:0",
-        "--grpc-listen",
-        "127.0.0.1:0",
-    ])
-    .args(args)
-    .env("RUST_LOG", "warn")
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut proc = ringlb_testkit::Proc::spawn(cmd, "control-plane");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = proc.try_wait() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the control plane did not exit on {args:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stderr = proc.stderr_text();
-    assert!(!status.success(), "exited 0 with {args:?}");
-    assert!(
-        stderr.contains(expected),
-        "stderr does not say '{expected}':\n{stderr}"
-    );
-}
-
 #[test]
 fn a_missing_image_or_network_is_a_clear_error_at_start_up() {
     if !docker_answers() {
@@ -470,11 +366,13 @@ fn a_missing_image_or_network_is_a_clear_error_at_start_up() {
         return;
     }
     refuses_to_start(
+        "docker",
         &["--replica-image", "ringlb-no-such-image:latest"],
         &[],
         "replica image 'ringlb-no-such-image:latest' is missing (build it with `make build`)",
     );
     refuses_to_start(
+        "docker",
         &["--docker-network", "ringlb-no-such-network"],
         &[],
         "Docker network 'ringlb-no-such-network' is missing",
@@ -484,6 +382,7 @@ fn a_missing_image_or_network_is_a_clear_error_at_start_up() {
 #[test]
 fn an_unreachable_engine_is_a_clear_error_at_start_up() {
     refuses_to_start(
+        "docker",
         &[],
         &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
         "the replica backend is unavailable: cannot reach the Docker engine",

@@ -3,6 +3,7 @@
 //! polling with generous bounds.
 
 pub mod contract;
+pub mod docker;
 pub mod load;
 
 use std::future::Future;

@@ -10,31 +10,24 @@
 //! when it stops; `make down` removes them.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
-use futures::StreamExt;
 use tokio::sync::broadcast;
 
+use super::engine::{
+    self, LABEL_ID, LABEL_NAME, STOP_GRACE_SECS, id_label, replica_filter, replica_labels,
+    status_of, unavailable,
+};
 use super::{Backend, BackendError, BackendEvent};
 use crate::state::Replica;
 
-/// Label set on every container this backend makes.
-pub const LABEL_MANAGED: &str = "ringlb.managed";
-/// Label holding the replica's numeric id.
-pub const LABEL_ID: &str = "ringlb.id";
-/// Label holding the network the replica belongs to (one cluster per network).
-pub const LABEL_NETWORK: &str = "ringlb.network";
-/// Seconds a replica gets between SIGTERM and SIGKILL on removal.
-const STOP_GRACE_SECS: i32 = 2;
-
-/// Where and how replicas run.
+/// Where and how replicas run (the Swarm backend uses the same settings).
 #[derive(Clone, Debug)]
 pub struct DockerSettings {
     /// The replica image, e.g. `ringlb-replica:latest`.
@@ -76,18 +69,6 @@ impl Drop for DockerBackend {
     }
 }
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> BackendError {
-    BackendError::Unavailable(format!("{what}: {e}"))
-}
-
-/// The HTTP status of a Docker API error, if it is one.
-fn status_of(e: &bollard::errors::Error) -> Option<u16> {
-    match e {
-        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
-        _ => None,
-    }
-}
-
 impl DockerBackend {
     /// Connect to the engine (`DOCKER_HOST` or the local socket) and check
     /// that the image and the network exist, so that a missing one is a
@@ -96,21 +77,7 @@ impl DockerBackend {
     /// # Errors
     /// [`BackendError::Unavailable`] naming what is missing.
     pub async fn connect(settings: DockerSettings) -> Result<DockerBackend, BackendError> {
-        let docker = Docker::connect_with_local_defaults()
-            .map_err(|e| unavailable("cannot reach the Docker engine", e))?;
-        docker
-            .ping()
-            .await
-            .map_err(|e| unavailable("the Docker engine does not answer", e))?;
-        docker.inspect_image(&settings.image).await.map_err(|e| {
-            unavailable(
-                &format!(
-                    "replica image '{}' is missing (build it with `make build`)",
-                    settings.image
-                ),
-                e,
-            )
-        })?;
+        let docker = engine::connect(&settings.image).await?;
         docker
             .inspect_network(
                 &settings.network,
@@ -182,11 +149,7 @@ impl Backend for DockerBackend {
             name: name.to_owned(),
             reason,
         };
-        let labels = HashMap::from([
-            (LABEL_MANAGED.to_owned(), "true".to_owned()),
-            (LABEL_ID.to_owned(), id.to_string()),
-            (LABEL_NETWORK.to_owned(), self.settings.network.clone()),
-        ]);
+        let labels = replica_labels(name, id, &self.settings.network);
         let body = ContainerCreateBody {
             image: Some(self.settings.image.clone()),
             env: Some(vec![
@@ -260,13 +223,7 @@ impl Backend for DockerBackend {
     }
 
     async fn adopt(&self) -> Result<Vec<Replica>, BackendError> {
-        let filters = HashMap::from([(
-            "label",
-            vec![
-                format!("{LABEL_MANAGED}=true"),
-                format!("{LABEL_NETWORK}={}", self.settings.network),
-            ],
-        )]);
+        let filters = HashMap::from([("label", replica_filter(&self.settings.network))]);
         let options = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&filters)
@@ -284,11 +241,7 @@ impl Backend for DockerBackend {
                 .and_then(|names| names.first())
                 .map(|n| n.trim_start_matches('/').to_owned())
                 .unwrap_or_default();
-            let id = c
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_ID))
-                .and_then(|id| id.parse::<u64>().ok());
+            let id = id_label(c.labels.as_ref());
             let running = c.state == Some(ContainerSummaryStateEnum::RUNNING);
             let address = self.address_in(
                 c.network_settings
@@ -323,41 +276,28 @@ impl Backend for DockerBackend {
     }
 }
 
-/// Forward `die` events of our containers; reconnect when the stream ends.
+/// Forward `die` events of our containers.
 async fn watch_events(docker: Docker, network: String, events: broadcast::Sender<BackendEvent>) {
     let filters = HashMap::from([
         ("type", vec!["container".to_owned()]),
         ("event", vec!["die".to_owned()]),
-        (
-            "label",
-            vec![
-                format!("{LABEL_MANAGED}=true"),
-                format!("{LABEL_NETWORK}={network}"),
-            ],
-        ),
+        ("label", replica_filter(&network)),
     ]);
-    loop {
-        let options = EventsOptionsBuilder::default().filters(&filters).build();
-        let mut stream = docker.events(Some(options));
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(message) => {
-                    let attributes = message.actor.and_then(|a| a.attributes).unwrap_or_default();
-                    let name = attributes.get("name").cloned().unwrap_or_default();
-                    let id = attributes
-                        .get(LABEL_ID)
-                        .and_then(|id| id.parse::<u64>().ok());
-                    if let Some(id) = id {
-                        tracing::info!(%name, id, "replica container died");
-                        let _ = events.send(BackendEvent::Exited { name, id });
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "Docker event stream failed; reconnecting");
-                    break;
-                }
-            }
+    engine::follow_events(docker, filters, |message| {
+        let attributes = engine::attributes(message);
+        // Containers made before the name label existed are named after
+        // their replica.
+        let Some(name) = attributes
+            .get(LABEL_NAME)
+            .or_else(|| attributes.get("name"))
+            .cloned()
+        else {
+            return;
+        };
+        if let Some(id) = attributes.get(LABEL_ID).and_then(|id| id.parse().ok()) {
+            tracing::info!(%name, id, "replica container died");
+            let _ = events.send(BackendEvent::Exited { name, id });
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    })
+    .await;
 }

@@ -1,5 +1,6 @@
 //! Where replicas run. The manager only speaks this trait; `process` runs
-//! replicas as local child processes, `docker` as containers.
+//! replicas as local child processes, `docker` as containers, `swarm` as
+//! Docker Swarm services (`engine` holds what the last two share).
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
@@ -7,7 +8,9 @@ use tokio::sync::broadcast;
 use crate::state::Replica;
 
 pub mod docker;
+pub mod engine;
 pub mod process;
+pub mod swarm;
 
 /// What went wrong in a backend; the text is shown to API clients.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -29,7 +32,7 @@ pub enum BackendEvent {
 
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
-    /// A short name for logs (`process`, `docker`).
+    /// A short name for logs (`process`, `docker`, `swarm`).
     fn kind(&self) -> &'static str;
 
     /// Start replica `name` with numeric `id`; answer its `host:port` once

@@ -1,0 +1,591 @@
+//! Replicas as Docker Swarm services, so that an existing cluster engine
+//! schedules them over every node of the swarm.
+//!
+//! Each replica is one service named after the replica: one task
+//! (replicated mode, 1 replica), restart condition `none` (a dead replica is
+//! replaced by the control plane under a **new** name, as with the other
+//! backends, instead of being restarted by Swarm under the old one), endpoint
+//! mode `dnsrr` (VIPs need IPVS), `SERVER_ID` set, attached to one attachable
+//! overlay network, a short stop grace period, and the same `ringlb.*`
+//! labels on the service and its container as the Docker backend's.
+//!
+//! Failures are noticed three ways: the container's `die` event (tasks on
+//! this node, at once), the service's `remove` event (`docker service rm`
+//! by an operator), and a periodic reconcile of the owned services against
+//! the task list (tasks on other nodes, and anything the event stream
+//! missed). At start-up the labelled services with a running task are
+//! adopted; the others are removed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::models::{
+    EndpointSpec, EndpointSpecModeEnum, LocalNodeState, NetworkAttachmentConfig, ServiceSpec,
+    ServiceSpecMode, ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+};
+use bollard::query_parameters::{
+    InspectNetworkOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
+};
+use tokio::sync::broadcast;
+
+use super::docker::DockerSettings;
+use super::engine::{
+    self, LABEL_ID, LABEL_NAME, STOP_GRACE_SECS, id_label, replica_filter, replica_labels,
+    status_of, unavailable,
+};
+use super::{Backend, BackendError, BackendEvent};
+use crate::state::Replica;
+
+/// How often the owned services are checked against the task list by
+/// default.
+pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a new service's task gets to reach `running` (scheduling and
+/// starting its container) by default.
+pub const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause between two looks at a starting task.
+const TASK_POLL: Duration = Duration::from_millis(100);
+
+/// Where and how replicas run on the swarm.
+#[derive(Clone, Debug)]
+pub struct SwarmSettings {
+    /// Image, network (an attachable overlay) and port, as for containers.
+    pub replicas: DockerSettings,
+    /// How often owned services are reconciled against their tasks.
+    pub reconcile_interval: Duration,
+    /// How long a task gets to reach `running`.
+    pub task_timeout: Duration,
+}
+
+impl Default for SwarmSettings {
+    fn default() -> Self {
+        SwarmSettings {
+            replicas: DockerSettings::default(),
+            reconcile_interval: DEFAULT_RECONCILE_INTERVAL,
+            task_timeout: DEFAULT_TASK_TIMEOUT,
+        }
+    }
+}
+
+/// The services this backend runs and has not reported gone: each is
+/// reported at most once, however many of the three watchers notice it.
+struct Owned {
+    services: Mutex<HashMap<String, u64>>,
+    events: broadcast::Sender<BackendEvent>,
+}
+
+impl Owned {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        // The map stays consistent whatever a panicking holder did.
+        self.services
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn insert(&self, name: &str, id: u64) {
+        self.lock().insert(name.to_owned(), id);
+    }
+
+    /// Stop following `name` (it is being removed on purpose).
+    fn forget(&self, name: &str) {
+        self.lock().remove(name);
+    }
+
+    fn snapshot(&self) -> Vec<(String, u64)> {
+        self.lock()
+            .iter()
+            .map(|(name, id)| (name.clone(), *id))
+            .collect()
+    }
+
+    /// Report `name` gone, once; `id`, when known, must match (a late event
+    /// of an earlier replica of the same name is ignored).
+    fn gone(&self, name: &str, id: Option<u64>, why: &str) {
+        let removed = {
+            let mut services = self.lock();
+            match services.get(name) {
+                Some(owned) if id.is_none_or(|id| id == *owned) => services.remove(name),
+                _ => None,
+            }
+        };
+        if let Some(id) = removed {
+            tracing::info!(%name, id, %why, "replica service ended");
+            let _ = self.events.send(BackendEvent::Exited {
+                name: name.to_owned(),
+                id,
+            });
+        }
+    }
+}
+
+/// Runs replicas as Swarm services.
+pub struct SwarmBackend {
+    docker: Docker,
+    settings: SwarmSettings,
+    node_id: String,
+    owned: Arc<Owned>,
+    watchers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for SwarmBackend {
+    fn drop(&mut self) {
+        for watcher in &self.watchers {
+            watcher.abort();
+        }
+    }
+}
+
+fn is_terminal(state: &TaskState) -> bool {
+    matches!(
+        state,
+        TaskState::COMPLETE
+            | TaskState::SHUTDOWN
+            | TaskState::FAILED
+            | TaskState::REJECTED
+            | TaskState::REMOVE
+            | TaskState::ORPHANED
+    )
+}
+
+/// `state: err` (or `state: message`) of a task, for errors and logs.
+fn describe(task: &Task) -> String {
+    let status = task.status.as_ref();
+    let state = status
+        .and_then(|s| s.state.as_ref())
+        .map_or_else(|| "unknown".to_owned(), ToString::to_string);
+    let detail = status.and_then(|s| {
+        s.err
+            .as_deref()
+            .filter(|e| !e.is_empty())
+            .or(s.message.as_deref())
+    });
+    match detail {
+        Some(detail) => format!("{state}: {detail}"),
+        None => state,
+    }
+}
+
+fn state_of(task: &Task) -> Option<&TaskState> {
+    task.status.as_ref()?.state.as_ref()
+}
+
+impl SwarmBackend {
+    /// Connect to the engine and check, so that each is a clear error at
+    /// start-up: the engine answers, is a manager of an active swarm, has
+    /// the replica image, and the network exists as an attachable overlay.
+    ///
+    /// # Errors
+    /// [`BackendError::Unavailable`] naming what is wrong and how to fix it.
+    pub async fn connect(settings: SwarmSettings) -> Result<SwarmBackend, BackendError> {
+        let docker = engine::connect(&settings.replicas.image).await?;
+        let info = docker
+            .info()
+            .await
+            .map_err(|e| unavailable("cannot read the Docker engine's state", e))?;
+        let swarm = info.swarm.unwrap_or_default();
+        let state = swarm.local_node_state.unwrap_or(LocalNodeState::EMPTY);
+        if state != LocalNodeState::ACTIVE {
+            return Err(BackendError::Unavailable(format!(
+                "the Docker engine is not in swarm mode (state '{state}'): run \
+                 `docker swarm init` or `make swarm-up`"
+            )));
+        }
+        if swarm.control_available != Some(true) {
+            return Err(BackendError::Unavailable(
+                "this Docker engine is a swarm worker: run the control plane on a manager node"
+                    .into(),
+            ));
+        }
+        let node_id = swarm.node_id.unwrap_or_default();
+        let network = &settings.replicas.network;
+        let create = format!("docker network create --driver overlay --attachable {network}");
+        let inspected = docker
+            .inspect_network(
+                network,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .map_err(|e| {
+                unavailable(
+                    &format!("Docker network '{network}' is missing (create it with `{create}`)"),
+                    e,
+                )
+            })?;
+        let driver = inspected.driver.unwrap_or_default();
+        if driver != "overlay" || inspected.attachable != Some(true) {
+            return Err(BackendError::Unavailable(format!(
+                "Docker network '{network}' is not an attachable overlay network (driver \
+                 '{driver}'); create one with `{create}`"
+            )));
+        }
+        let events = broadcast::channel(64).0;
+        let owned = Arc::new(Owned {
+            services: Mutex::new(HashMap::new()),
+            events,
+        });
+        let watchers = vec![
+            tokio::spawn(watch_deaths(docker.clone(), network.clone(), owned.clone())),
+            tokio::spawn(watch_removals(docker.clone(), owned.clone())),
+            tokio::spawn(reconcile(
+                docker.clone(),
+                network.clone(),
+                settings.reconcile_interval,
+                owned.clone(),
+            )),
+        ];
+        Ok(SwarmBackend {
+            docker,
+            settings,
+            node_id,
+            owned,
+            watchers,
+        })
+    }
+
+    fn spec(&self, name: &str, id: u64) -> ServiceSpec {
+        let replicas = &self.settings.replicas;
+        let labels = replica_labels(name, id, &replicas.network);
+        ServiceSpec {
+            name: Some(name.to_owned()),
+            labels: Some(labels.clone()),
+            task_template: Some(TaskSpec {
+                container_spec: Some(TaskSpecContainerSpec {
+                    image: Some(replicas.image.clone()),
+                    env: Some(vec![
+                        format!("SERVER_ID={name}"),
+                        format!("PORT={}", replicas.replica_port),
+                    ]),
+                    labels: Some(labels),
+                    stop_grace_period: Some(i64::from(STOP_GRACE_SECS) * 1_000_000_000),
+                    ..Default::default()
+                }),
+                restart_policy: Some(TaskSpecRestartPolicy {
+                    condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
+                    ..Default::default()
+                }),
+                networks: Some(vec![NetworkAttachmentConfig {
+                    target: Some(replicas.network.clone()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            mode: Some(ServiceSpecMode {
+                replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
+                ..Default::default()
+            }),
+            endpoint_spec: Some(EndpointSpec {
+                mode: Some(EndpointSpecModeEnum::DNSRR),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn tasks_of(&self, name: &str) -> Result<Vec<Task>, bollard::errors::Error> {
+        let filters = HashMap::from([("service", vec![name.to_owned()])]);
+        let options = ListTasksOptionsBuilder::default().filters(&filters).build();
+        self.docker.list_tasks(Some(options)).await
+    }
+
+    /// The task's address on the overlay network, `ip:port`: from its
+    /// container when it runs on this node, else from the network's
+    /// cluster-wide view (bollard's `Task` lacks the network attachments).
+    async fn address_of(&self, service: &str, task: &Task) -> Option<String> {
+        let network = &self.settings.replicas.network;
+        let port = self.settings.replicas.replica_port;
+        let container = task
+            .status
+            .as_ref()
+            .and_then(|s| s.container_status.as_ref())
+            .and_then(|c| c.container_id.as_deref());
+        if let Some(container) =
+            container.filter(|_| task.node_id.as_deref() == Some(&self.node_id))
+        {
+            let inspected = self
+                .docker
+                .inspect_container(
+                    container,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
+                .await
+                .ok()?;
+            let ip = inspected
+                .network_settings?
+                .networks?
+                .get(network)?
+                .ip_address
+                .clone()
+                .filter(|ip| !ip.is_empty())?;
+            return Some(format!("{ip}:{port}"));
+        }
+        let task_id = task.id.as_deref()?;
+        let options = InspectNetworkOptionsBuilder::default()
+            .verbose(true)
+            .scope("swarm")
+            .build();
+        let inspected = self
+            .docker
+            .inspect_network(network, Some(options))
+            .await
+            .ok()?;
+        let tasks = inspected.services?.remove(service)?;
+        let ip = tasks
+            .get("Tasks")?
+            .as_array()?
+            .iter()
+            .find(|t| {
+                t.get("Name")
+                    .and_then(|n| n.as_str())
+                    .is_some_and(|n| n.ends_with(task_id))
+            })?
+            .get("EndpointIP")?
+            .as_str()?
+            .split('/')
+            .next()?
+            .to_owned();
+        Some(format!("{ip}:{port}"))
+    }
+
+    /// Wait until the service's task runs and answer its address, or say why
+    /// it will not (rejected, failed, no suitable node, timeout).
+    async fn await_task(&self, name: &str) -> Result<String, String> {
+        let deadline = Instant::now() + self.settings.task_timeout;
+        let mut last = "no task yet".to_owned();
+        while Instant::now() < deadline {
+            let tasks = self.tasks_of(name).await.map_err(|e| e.to_string())?;
+            for task in &tasks {
+                match state_of(task) {
+                    Some(TaskState::RUNNING) => {
+                        if let Some(address) = self.address_of(name, task).await {
+                            return Ok(address);
+                        }
+                        last = "running without an address on the network yet".into();
+                    }
+                    Some(state) if is_terminal(state) => {
+                        return Err(format!("its task ended ({})", describe(task)));
+                    }
+                    _ => last = describe(task),
+                }
+            }
+            tokio::time::sleep(TASK_POLL).await;
+        }
+        Err(format!(
+            "its task did not run within {:?} (last state: {last})",
+            self.settings.task_timeout
+        ))
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), bollard::errors::Error> {
+        match self.docker.delete_service(name).await {
+            Err(e) if status_of(&e) != Some(404) => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for SwarmBackend {
+    fn kind(&self) -> &'static str {
+        "swarm"
+    }
+
+    async fn start(&self, name: &str, id: u64) -> Result<String, BackendError> {
+        let fail = |reason: String| BackendError::StartFailed {
+            name: name.to_owned(),
+            reason,
+        };
+        if let Err(e) = self.docker.create_service(self.spec(name, id), None).await {
+            let replicas = &self.settings.replicas;
+            return Err(fail(match status_of(&e) {
+                Some(409) => format!("a service named '{name}' already exists"),
+                Some(404) => format!(
+                    "image '{}' or network '{}' is missing ({e})",
+                    replicas.image, replicas.network
+                ),
+                Some(503) => format!("the swarm cannot take the service ({e})"),
+                _ => e.to_string(),
+            }));
+        }
+        match self.await_task(name).await {
+            Ok(address) => {
+                self.owned.insert(name, id);
+                tracing::debug!(%name, id, %address, "replica service running");
+                Ok(address)
+            }
+            Err(reason) => {
+                if let Err(e) = self.remove(name).await {
+                    tracing::warn!(%name, error = %e, "removing a service that failed to start");
+                }
+                Err(fail(reason))
+            }
+        }
+    }
+
+    async fn stop(&self, name: &str) -> Result<(), BackendError> {
+        self.owned.forget(name);
+        self.remove(name)
+            .await
+            .map_err(|e| BackendError::StopFailed {
+                name: name.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    async fn adopt(&self) -> Result<Vec<Replica>, BackendError> {
+        let filters = HashMap::from([("label", replica_filter(&self.settings.replicas.network))]);
+        let options = ListServicesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let services = self
+            .docker
+            .list_services(Some(options))
+            .await
+            .map_err(|e| unavailable("cannot list services", e))?;
+        let mut adopted = Vec::new();
+        for service in services {
+            let spec = service.spec.unwrap_or_default();
+            let name = spec.name.unwrap_or_default();
+            let id = id_label(spec.labels.as_ref());
+            let tasks = self
+                .tasks_of(&name)
+                .await
+                .map_err(|e| unavailable("cannot list tasks", e))?;
+            let mut address = None;
+            for task in &tasks {
+                let wanted = task.desired_state == Some(TaskState::RUNNING);
+                if wanted && state_of(task) == Some(&TaskState::RUNNING) {
+                    address = self.address_of(&name, task).await;
+                }
+            }
+            match (id, address) {
+                (Some(id), Some(address)) if !name.is_empty() => {
+                    self.owned.insert(&name, id);
+                    adopted.push(Replica { id, name, address });
+                }
+                _ => {
+                    tracing::info!(%name, "removing a stale replica service");
+                    if let Err(e) = self.remove(&name).await {
+                        tracing::warn!(%name, error = %e, "cannot remove a stale replica service");
+                    }
+                }
+            }
+        }
+        // Ids grow with every replica started, so id order is age order.
+        adopted.sort_by_key(|r| r.id);
+        Ok(adopted)
+    }
+
+    fn events(&self) -> broadcast::Receiver<BackendEvent> {
+        self.owned.events.subscribe()
+    }
+
+    async fn shutdown(&self) {
+        tracing::info!("leaving replica services running for the next control plane to adopt");
+    }
+}
+
+/// A task's container died on this node.
+async fn watch_deaths(docker: Docker, network: String, owned: Arc<Owned>) {
+    let filters = HashMap::from([
+        ("type", vec!["container".to_owned()]),
+        ("event", vec!["die".to_owned()]),
+        ("label", replica_filter(&network)),
+    ]);
+    engine::follow_events(docker, filters, |message| {
+        let attributes = engine::attributes(message);
+        if let Some(name) = attributes.get(LABEL_NAME) {
+            let id = attributes.get(LABEL_ID).and_then(|id| id.parse().ok());
+            owned.gone(name, id, "its container died");
+        }
+    })
+    .await;
+}
+
+/// A service was removed (e.g. `docker service rm` by an operator). The
+/// event carries no labels: a name that exists again (a newer service of
+/// the same name) is not reported.
+async fn watch_removals(docker: Docker, owned: Arc<Owned>) {
+    let filters = HashMap::from([
+        ("type", vec!["service".to_owned()]),
+        ("event", vec!["remove".to_owned()]),
+    ]);
+    let (removed, mut names) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let check = {
+        let (docker, owned) = (docker.clone(), owned.clone());
+        tokio::spawn(async move {
+            while let Some(name) = names.recv().await {
+                let exists = docker
+                    .inspect_service(
+                        &name,
+                        None::<bollard::query_parameters::InspectServiceOptions>,
+                    )
+                    .await;
+                if exists.is_err_and(|e| status_of(&e) == Some(404)) {
+                    owned.gone(&name, None, "its service was removed");
+                }
+            }
+        })
+    };
+    engine::follow_events(docker, filters, |message| {
+        if let Some(name) = engine::attributes(message).remove("name") {
+            let _ = removed.send(name);
+        }
+    })
+    .await;
+    check.abort();
+}
+
+/// Every `interval`, each owned service must exist and have a running task:
+/// the only way to learn of a task that ended on another node.
+async fn reconcile(docker: Docker, network: String, interval: Duration, owned: Arc<Owned>) {
+    let filters = HashMap::from([("label", replica_filter(&network))]);
+    loop {
+        tokio::time::sleep(interval).await;
+        let expected = owned.snapshot();
+        if expected.is_empty() {
+            continue;
+        }
+        let options = ListServicesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let services = match docker.list_services(Some(options)).await {
+            Ok(services) => services,
+            Err(e) => {
+                tracing::warn!(error = %e, "reconcile: cannot list services");
+                continue;
+            }
+        };
+        let by_id: HashMap<String, String> = services
+            .iter()
+            .filter_map(|s| Some((s.id.clone()?, s.spec.as_ref()?.name.clone()?)))
+            .collect();
+        let names: Vec<String> = by_id.values().cloned().collect();
+        let task_filters = HashMap::from([("service", names)]);
+        let options = ListTasksOptionsBuilder::default()
+            .filters(&task_filters)
+            .build();
+        let tasks = match docker.list_tasks(Some(options)).await {
+            Ok(tasks) => tasks,
+            Err(e) => {
+                tracing::warn!(error = %e, "reconcile: cannot list tasks");
+                continue;
+            }
+        };
+        let running: HashSet<&str> = tasks
+            .iter()
+            .filter(|t| state_of(t) == Some(&TaskState::RUNNING))
+            .filter_map(|t| by_id.get(t.service_id.as_deref()?).map(String::as_str))
+            .collect();
+        let present: HashSet<&str> = by_id.values().map(String::as_str).collect();
+        for (name, id) in expected {
+            if !present.contains(name.as_str()) {
+                owned.gone(&name, Some(id), "its service is gone");
+            } else if !running.contains(name.as_str()) {
+                owned.gone(&name, Some(id), "its task no longer runs");
+            }
+        }
+    }
+}
