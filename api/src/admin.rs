@@ -21,7 +21,14 @@ pub struct ScaleRequest {
     pub n: usize,
     /// Names to add or remove first, distinct and valid, at most `n`.
     pub hostnames: Vec<String>,
+    /// `/add` only: empty (every weight 1) or one weight per new replica
+    /// (`1..=MAX_WEIGHT`), in name order: `hostnames` first, then generated
+    /// names.
+    pub weights: Vec<u32>,
 }
+
+/// The largest replica weight (its virtual nodes are K × weight).
+pub const MAX_WEIGHT: u64 = 100;
 
 /// What is wrong with an admin request. `Display` is the text after `<Error> `.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +53,10 @@ pub enum AdminError {
     InvalidHostname(String),
     #[error("Hostname '{0}' appears more than once in 'hostnames'")]
     DuplicateHostname(String),
+    #[error("Field 'weights' must be a list of integers between 1 and {MAX_WEIGHT}, got {0}")]
+    BadWeights(String),
+    #[error("Length of weights list must equal n ({n}), got {got}")]
+    WeightCount { n: usize, got: usize },
 }
 
 /// The longest replica name (Docker's container-name rule allows 63 here).
@@ -102,12 +113,24 @@ pub fn parse_scale_request(
             .collect::<Result<Vec<_>, _>>()?,
         Some(other) => return Err(AdminError::BadHostnames(other.to_string())),
     };
-    validate_scale_request(op, n, hostnames, max_n)
+    let weights = match (op, fields.get("weights")) {
+        (AdminOp::Remove, _) | (_, None | Some(Value::Null)) => Vec::new(),
+        (AdminOp::Add, Some(Value::Array(items))) => items
+            .iter()
+            .map(|item| {
+                item.as_u64()
+                    .ok_or_else(|| AdminError::BadWeights(item.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        (AdminOp::Add, Some(other)) => return Err(AdminError::BadWeights(other.to_string())),
+    };
+    validate_scale_request(op, n, hostnames, weights, max_n)
 }
 
 /// Validate an `/add` or `/rm` request given as values (the gRPC API's
 /// form; [`parse_scale_request`] ends here too): `n` between 1 and `max_n`,
-/// at most `n` names, distinct, valid for `/add`.
+/// at most `n` names, distinct, valid for `/add`; `weights` empty or `n` of
+/// them, each `1..=MAX_WEIGHT`.
 ///
 /// # Errors
 /// The [`AdminError`] the HTTP API answers with for the same request.
@@ -115,6 +138,7 @@ pub fn validate_scale_request(
     op: AdminOp,
     n: u64,
     hostnames: Vec<String>,
+    weights: Vec<u64>,
     max_n: u64,
 ) -> Result<ScaleRequest, AdminError> {
     if !(1..=max_n).contains(&n) {
@@ -141,7 +165,22 @@ pub fn validate_scale_request(
             return Err(AdminError::DuplicateHostname(name.clone()));
         }
     }
-    Ok(ScaleRequest { n, hostnames })
+    if let Some(bad) = weights.iter().find(|w| !(1..=MAX_WEIGHT).contains(*w)) {
+        return Err(AdminError::BadWeights(bad.to_string()));
+    }
+    if !weights.is_empty() && weights.len() != n {
+        return Err(AdminError::WeightCount {
+            n,
+            got: weights.len(),
+        });
+    }
+    // In range: at most MAX_WEIGHT.
+    let weights = weights.into_iter().map(|w| w as u32).collect();
+    Ok(ScaleRequest {
+        n,
+        hostnames,
+        weights,
+    })
 }
 
 #[cfg(test)]
@@ -162,15 +201,26 @@ mod tests {
             add(r#"{"n": 4, "hostnames": ["S5", "S4", "S10", "S11"]}"#),
             Ok(ScaleRequest {
                 n: 4,
-                hostnames: vec!["S5".into(), "S4".into(), "S10".into(), "S11".into()]
+                hostnames: vec!["S5".into(), "S4".into(), "S10".into(), "S11".into()],
+                weights: vec![],
             })
         );
         assert_eq!(
             add(r#"{"n": 2}"#),
             Ok(ScaleRequest {
                 n: 2,
-                hostnames: vec![]
+                hostnames: vec![],
+                weights: vec![],
             })
+        );
+        assert_eq!(
+            add(r#"{"n": 2, "hostnames": ["S1"], "weights": [1, 3]}"#).map(|r| r.weights),
+            Ok(vec![1, 3])
+        );
+        // /rm ignores weights like any unknown field.
+        assert_eq!(
+            rm(r#"{"n": 1, "weights": "x"}"#).map(|r| r.weights),
+            Ok(vec![])
         );
         assert_eq!(
             rm(r#"{"n": 1, "hostnames": null, "extra": true}"#).map(|r| r.n),
@@ -248,5 +298,33 @@ mod tests {
             rm(r#"{"n": 2, "hostnames": ["S1", "S1"]}"#),
             Err("Hostname 'S1' appears more than once in 'hostnames'".into())
         );
+    }
+
+    #[test]
+    fn weights_are_one_per_new_replica_between_1_and_100() {
+        for (body, error) in [
+            (
+                r#"{"n": 2, "weights": [1]}"#,
+                "Length of weights list must equal n (2), got 1",
+            ),
+            (
+                r#"{"n": 1, "weights": [0]}"#,
+                "Field 'weights' must be a list of integers between 1 and 100, got 0",
+            ),
+            (
+                r#"{"n": 1, "weights": [101]}"#,
+                "Field 'weights' must be a list of integers between 1 and 100, got 101",
+            ),
+            (
+                r#"{"n": 1, "weights": [1.5]}"#,
+                "Field 'weights' must be a list of integers between 1 and 100, got 1.5",
+            ),
+            (
+                r#"{"n": 1, "weights": 3}"#,
+                "Field 'weights' must be a list of integers between 1 and 100, got 3",
+            ),
+        ] {
+            assert_eq!(add(body), Err(error.to_owned()), "{body}");
+        }
     }
 }

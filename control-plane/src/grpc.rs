@@ -63,15 +63,17 @@ fn status_of(error: ManagerError) -> Status {
     }
 }
 
-/// Validate `n` and `hostnames` of a gRPC scale request exactly as the HTTP
-/// API validates its JSON body.
+/// Validate `n`, `hostnames` and `weights` of a gRPC scale request exactly
+/// as the HTTP API validates its JSON body.
 fn scale_request(
     op: ringlb_api::admin::AdminOp,
     n: u32,
     hostnames: Vec<String>,
+    weights: Vec<u32>,
     max_n: usize,
 ) -> Result<ScaleRequest, Status> {
-    ringlb_api::admin::validate_scale_request(op, u64::from(n), hostnames, max_n as u64)
+    let weights = weights.into_iter().map(u64::from).collect();
+    ringlb_api::admin::validate_scale_request(op, u64::from(n), hostnames, weights, max_n as u64)
         .map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
@@ -93,7 +95,13 @@ impl ControlPlane for ControlPlaneService {
         self.admit(&request)?;
         let r = request.into_inner();
         let max = self.manager.settings().max_replicas;
-        let scale = scale_request(ringlb_api::admin::AdminOp::Add, r.n, r.hostnames, max)?;
+        let scale = scale_request(
+            ringlb_api::admin::AdminOp::Add,
+            r.n,
+            r.hostnames,
+            r.weights,
+            max,
+        )?;
         let state = self.manager.add(scale).await.map_err(status_of)?;
         Ok(Response::new((&*state).into()))
     }
@@ -105,7 +113,13 @@ impl ControlPlane for ControlPlaneService {
         self.admit(&request)?;
         let r = request.into_inner();
         let max = self.manager.settings().max_replicas;
-        let scale = scale_request(ringlb_api::admin::AdminOp::Remove, r.n, r.hostnames, max)?;
+        let scale = scale_request(
+            ringlb_api::admin::AdminOp::Remove,
+            r.n,
+            r.hostnames,
+            Vec::new(),
+            max,
+        )?;
         let state = self.manager.remove(scale).await.map_err(status_of)?;
         Ok(Response::new((&*state).into()))
     }
@@ -135,7 +149,14 @@ impl ControlPlane for ControlPlaneService {
         request: Request<v1::AckRingRequest>,
     ) -> Result<Response<v1::AckRingResponse>, Status> {
         let r = request.into_inner();
-        self.manager.subscribers().ack(&r.subscriber, r.version);
+        let draining = r
+            .draining
+            .into_iter()
+            .map(|d| (d.name, d.requests))
+            .collect();
+        self.manager
+            .subscribers()
+            .ack(&r.subscriber, r.version, draining);
         Ok(Response::new(v1::AckRingResponse {}))
     }
 

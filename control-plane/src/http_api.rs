@@ -235,6 +235,11 @@ struct ConfigPatch {
     vnode_hash: Option<String>,
     probing: Option<String>,
     key_source: Option<String>,
+    hash_balance_factor: Option<u32>,
+    outlier_consecutive_failures: Option<u32>,
+    outlier_base_ejection_ms: Option<u32>,
+    outlier_max_ejection_percent: Option<u32>,
+    slow_start_ms: Option<u32>,
 }
 
 impl TryFrom<&ConfigPatch> for RingConfigPatch {
@@ -248,6 +253,11 @@ impl TryFrom<&ConfigPatch> for RingConfigPatch {
             vnode_hash: parse_name(p.vnode_hash.as_deref())?,
             probing: parse_name(p.probing.as_deref())?,
             key_source: parse_name(p.key_source.as_deref())?,
+            hash_balance_factor: p.hash_balance_factor,
+            outlier_consecutive_failures: p.outlier_consecutive_failures,
+            outlier_base_ejection_ms: p.outlier_base_ejection_ms,
+            outlier_max_ejection_percent: p.outlier_max_ejection_percent,
+            slow_start_ms: p.slow_start_ms,
         })
     }
 }

@@ -150,6 +150,12 @@ struct ManagerArgs {
     /// apply the new ring before answering anyway.
     #[arg(long, default_value_t = manager::DEFAULT_CONVERGE_TIMEOUT.into())]
     converge_timeout: humantime::Duration,
+
+    /// Graceful drain: how long /rm waits, after the data planes applied the
+    /// smaller ring, until they have no request in flight to the removed
+    /// replicas, before stopping them (0s: off).
+    #[arg(long, default_value_t = manager::DEFAULT_DRAIN_TIMEOUT.into())]
+    drain_timeout: humantime::Duration,
 }
 
 /// Heartbeats ([`CheckerSettings`] and the probe's timeout).
@@ -205,6 +211,32 @@ struct RingArgs {
     /// random, client-ip, path.
     #[arg(long, default_value_t = RingConfig::default().key_source)]
     key_source: KeySource,
+
+    /// Bounded load: percent of the average in-flight requests per replica
+    /// a replica may take before its keys spill clockwise (0 = off, else
+    /// at least 100; HAProxy's hash-balance-factor).
+    #[arg(long, default_value_t = RingConfig::default().hash_balance_factor)]
+    hash_balance_factor: u32,
+
+    /// Outlier detection: consecutive failures (connect errors, timeouts,
+    /// 5xx) that eject a replica on a data plane (0 = off).
+    #[arg(long, default_value_t = RingConfig::default().outlier_consecutive_failures)]
+    outlier_consecutive_failures: u32,
+
+    /// Outlier detection: the first ejection's length in milliseconds (the
+    /// n-th lasts n times as long, at most 10 times).
+    #[arg(long, default_value_t = RingConfig::default().outlier_base_ejection_ms)]
+    outlier_base_ejection_ms: u32,
+
+    /// Outlier detection: the most replicas ejected at once, in percent (at
+    /// least one may always be).
+    #[arg(long, default_value_t = RingConfig::default().outlier_max_ejection_percent)]
+    outlier_max_ejection_percent: u32,
+
+    /// Slow start: the window in milliseconds over which a new replica
+    /// takes its share of keys (0 = off).
+    #[arg(long, default_value_t = RingConfig::default().slow_start_ms)]
+    slow_start_ms: u32,
 }
 
 impl From<RingArgs> for RingConfig {
@@ -216,6 +248,11 @@ impl From<RingArgs> for RingConfig {
             vnode_hash: args.vnode_hash,
             probing: args.probing,
             key_source: args.key_source,
+            hash_balance_factor: args.hash_balance_factor,
+            outlier_consecutive_failures: args.outlier_consecutive_failures,
+            outlier_base_ejection_ms: args.outlier_base_ejection_ms,
+            outlier_max_ejection_percent: args.outlier_max_ejection_percent,
+            slow_start_ms: args.slow_start_ms,
         }
     }
 }
@@ -264,6 +301,7 @@ async fn main() -> anyhow::Result<()> {
         max_replicas: args.manager.max_replicas,
         startup_timeout: args.manager.startup_timeout.into(),
         converge_timeout: args.manager.converge_timeout.into(),
+        drain_timeout: args.manager.drain_timeout.into(),
         ring,
     };
     let manager = Arc::new(Manager::new(

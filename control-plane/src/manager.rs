@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ringlb_api::admin::ScaleRequest;
-use ringlb_ring::{Ring, RingConfig, RingError};
+use ringlb_ring::{RingConfig, RingError};
 use tokio::sync::{Mutex, watch};
 
 use crate::backend::Backend;
 use crate::error::ManagerError;
 use crate::health::Prober;
 use crate::names;
-use crate::state::{Replica, RingState, SharedState};
+use crate::state::{Replica, RingState, SharedState, build_ring};
 use crate::subscribers::Subscribers;
 
 /// Replicas started at boot by default.
@@ -26,6 +26,9 @@ pub const DEFAULT_MAX_REPLICAS: usize = 50;
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a change waits for every data plane to apply it by default.
 pub const DEFAULT_CONVERGE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `/rm` waits for the data planes' requests in flight to removed
+/// replicas by default: 0, off (SPEC.md's `/rm` answers at once).
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::ZERO;
 
 /// Limits and timeouts of the manager.
 #[derive(Clone, Debug)]
@@ -38,6 +41,10 @@ pub struct ManagerSettings {
     pub startup_timeout: Duration,
     /// How long a change waits for every data plane to apply it.
     pub converge_timeout: Duration,
+    /// Graceful drain: how long `/rm` waits, once the data planes applied
+    /// the smaller ring, for their requests in flight to the removed
+    /// replicas before stopping them (zero: it does not wait).
+    pub drain_timeout: Duration,
     /// The ring configuration at boot.
     pub ring: RingConfig,
 }
@@ -49,6 +56,7 @@ impl Default for ManagerSettings {
             max_replicas: DEFAULT_MAX_REPLICAS,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             converge_timeout: DEFAULT_CONVERGE_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             ring: RingConfig::default(),
         }
     }
@@ -71,6 +79,9 @@ pub struct Manager {
     state: watch::Sender<SharedState>,
     subscribers: Arc<Subscribers>,
     next_id: AtomicU64,
+    /// The weights of failed replicas not yet replaced: their replacements
+    /// take them (changed only under the operation lock).
+    lost_weights: std::sync::Mutex<Vec<u32>>,
     /// Set once shutdown began: a replica that exits then is not replaced.
     stopping: AtomicBool,
     /// Replicas started (boot, `/add`, replacements) and replicas that failed.
@@ -92,6 +103,7 @@ impl Manager {
             state: watch::channel(Arc::new(initial)).0,
             subscribers: Arc::new(Subscribers::default()),
             next_id: AtomicU64::new(1),
+            lost_weights: std::sync::Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
             started: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -134,8 +146,12 @@ impl Manager {
         let mut desired = self.desired.lock().await;
         let adopted = self.backend.adopt().await?;
         let replicas = if adopted.is_empty() {
-            let boot: Vec<(String, u64)> = (1..=self.settings.boot_replicas as u64)
-                .map(|id| (names::boot_name(id), id))
+            let boot: Vec<Planned> = (1..=self.settings.boot_replicas as u64)
+                .map(|id| Planned {
+                    name: names::boot_name(id),
+                    id,
+                    weight: 1,
+                })
                 .collect();
             self.next_id.store(boot.len() as u64 + 1, Ordering::SeqCst);
             self.start_all(boot).await?
@@ -147,7 +163,7 @@ impl Manager {
         };
         *desired = replicas.len();
         let next = self.current().with_replicas(replicas);
-        Ring::build(&next.config, &ids(&next.replicas))?;
+        next.ring()?;
         Ok(self.publish(next))
     }
 
@@ -175,13 +191,23 @@ impl Manager {
                     max: self.settings.max_replicas,
                 });
             }
-            let with_ids = self.plan(&current, request.hostnames.clone(), request.n);
+            let planned = self.plan(
+                &current,
+                request.hostnames.clone(),
+                request.n,
+                &request.weights,
+            );
             // Refuse a ring that cannot hold them before starting anything.
-            let mut prospective = ids(&current.replicas);
-            prospective.extend(with_ids.iter().map(|(_, id)| *id));
-            Ring::build(&current.config, &prospective)?;
+            let mut prospective = current.replicas.clone();
+            prospective.extend(planned.iter().map(|p| Replica {
+                id: p.id,
+                name: p.name.clone(),
+                address: String::new(),
+                weight: p.weight,
+            }));
+            build_ring(&current.config, &prospective)?;
 
-            let started = self.start_all(with_ids).await?;
+            let started = self.start_all(planned).await?;
             let mut replicas = current.replicas.clone();
             replicas.extend(started);
             *desired += request.n;
@@ -234,6 +260,17 @@ impl Manager {
         *desired = desired.saturating_sub(request.n);
         let published = self.publish(current.with_replicas(remaining));
         self.await_convergence(published.version).await;
+        let within = self.settings.drain_timeout;
+        if !within.is_zero() {
+            match self.subscribers.drained(&victims, within).await {
+                Ok(()) => {
+                    tracing::info!(replicas = ?victims, "data planes drained the removed replicas")
+                }
+                Err(busy) => {
+                    tracing::warn!(replicas = ?victims, ?busy, ?within, "data planes still had requests in flight to removed replicas; stopping them anyway")
+                }
+            }
+        }
         // Nothing routes to them any more: stop them, so their names are free.
         let stops = victims.iter().map(|name| self.backend.stop(name));
         for (name, result) in victims.iter().zip(futures::future::join_all(stops).await) {
@@ -261,7 +298,7 @@ impl Manager {
             let _ops = self.desired.lock().await;
             let current = self.current();
             let config = change(&current.config)?;
-            Ring::build(&config, &ids(&current.replicas))?;
+            build_ring(&config, &current.replicas)?;
             tracing::info!(?config, "ring configuration changed");
             self.publish(RingState {
                 version: current.version + 1,
@@ -289,6 +326,9 @@ impl Manager {
             }
             tracing::warn!(%name, id, %reason, "replica failed; taking it off the ring");
             self.failed.fetch_add(1, Ordering::Relaxed);
+            if let Some(failed) = current.find(name) {
+                self.lost_weights().push(failed.weight);
+            }
             let remaining = current
                 .replicas
                 .iter()
@@ -340,10 +380,18 @@ impl Manager {
         };
         let current = self.current();
         let missing = desired.saturating_sub(current.replicas.len());
-        if missing > 0 {
-            let planned = self.plan(&current, Vec::new(), missing);
+        if missing == 0 {
+            // Nothing to replace (e.g. an /rm lowered N): no weight to keep.
+            self.lost_weights().clear();
+        } else {
+            let weights = self.lost_weights().clone();
+            let planned = self.plan(&current, Vec::new(), missing, &weights);
             match self.start_all(planned).await {
                 Ok(started) => {
+                    let mut lost = self.lost_weights();
+                    let used = started.len().min(lost.len());
+                    lost.drain(..used);
+                    drop(lost);
                     let names: Vec<&str> = started.iter().map(|r| r.name.as_str()).collect();
                     tracing::info!(replacements = ?names, n = *desired, "replicas replaced; N restored");
                     let mut replicas = current.replicas.clone();
@@ -358,11 +406,16 @@ impl Manager {
         drop(desired);
     }
 
-    /// Start every `(name, id)`, wait for their heartbeats; on any failure
-    /// stop the ones that started and return the first error.
-    /// Names and ids for `n` new replicas: the `given` names first, then
-    /// generated ones that neither `current` nor the plan holds.
-    fn plan(&self, current: &RingState, given: Vec<String>, n: usize) -> Vec<(String, u64)> {
+    /// Names, ids and weights for `n` new replicas: the `given` names
+    /// first, then generated ones that neither `current` nor the plan holds;
+    /// `weights[i]` for the i-th (1 when `weights` is shorter).
+    fn plan(
+        &self,
+        current: &RingState,
+        given: Vec<String>,
+        n: usize,
+        weights: &[u32],
+    ) -> Vec<Planned> {
         let mut planned = given;
         while planned.len() < n {
             let name =
@@ -371,14 +424,19 @@ impl Manager {
         }
         planned
             .into_iter()
-            .map(|name| (name, self.next_id.fetch_add(1, Ordering::SeqCst)))
+            .enumerate()
+            .map(|(i, name)| Planned {
+                name,
+                id: self.next_id.fetch_add(1, Ordering::SeqCst),
+                weight: weights.get(i).copied().unwrap_or(1),
+            })
             .collect()
     }
 
-    async fn start_all(&self, planned: Vec<(String, u64)>) -> Result<Vec<Replica>, ManagerError> {
-        let starts = planned
-            .into_iter()
-            .map(|(name, id)| self.start_one(name, id));
+    /// Start every planned replica, wait for their heartbeats; on any
+    /// failure stop the ones that started and return the first error.
+    async fn start_all(&self, planned: Vec<Planned>) -> Result<Vec<Replica>, ManagerError> {
+        let starts = planned.into_iter().map(|p| self.start_one(p));
         let results = futures::future::join_all(starts).await;
         let mut started = Vec::with_capacity(results.len());
         let mut first_error = None;
@@ -399,8 +457,9 @@ impl Manager {
         Ok(started)
     }
 
-    async fn start_one(&self, name: String, id: u64) -> Result<Replica, ManagerError> {
-        let address = self.backend.start(&name, id).await?;
+    async fn start_one(&self, planned: Planned) -> Result<Replica, ManagerError> {
+        let Planned { name, id, weight } = planned;
+        let address = self.backend.start(&name, id, weight).await?;
         let within = self.settings.startup_timeout;
         if !self.prober.wait_healthy(&address, within).await {
             if let Err(e) = self.backend.stop(&name).await {
@@ -410,7 +469,19 @@ impl Manager {
         }
         tracing::info!(%name, id, %address, "replica started");
         self.started.fetch_add(1, Ordering::Relaxed);
-        Ok(Replica { id, name, address })
+        Ok(Replica {
+            id,
+            name,
+            address,
+            weight,
+        })
+    }
+
+    fn lost_weights(&self) -> std::sync::MutexGuard<'_, Vec<u32>> {
+        // A plain list: whatever a panicking holder did, it is usable.
+        self.lost_weights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Replicas started (boot, `/add`, replacements) and replicas that
@@ -440,6 +511,9 @@ impl Manager {
     }
 }
 
-fn ids(replicas: &[Replica]) -> Vec<u64> {
-    replicas.iter().map(|r| r.id).collect()
+/// A replica about to be started.
+struct Planned {
+    name: String,
+    id: u64,
+    weight: u32,
 }

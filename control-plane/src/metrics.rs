@@ -1,5 +1,5 @@
 //! The control plane's Prometheus text: ring version, replicas, data
-//! planes, lifecycle counters.
+//! planes, lifecycle counters, replica weights.
 
 use crate::manager::Manager;
 
@@ -41,4 +41,19 @@ pub fn render(manager: &Manager) -> String {
         ),
     ]
     .concat()
+        + &replica_weights(&state.replicas)
+}
+
+/// `ringlb_replica_weight{replica="…"}`: each replica's ring weight.
+fn replica_weights(replicas: &[crate::state::Replica]) -> String {
+    let mut out = String::from(
+        "# HELP ringlb_replica_weight Ring weight of each replica (K x weight virtual nodes).\n# TYPE ringlb_replica_weight gauge\n",
+    );
+    for r in replicas {
+        out.push_str(&format!(
+            "ringlb_replica_weight{{replica=\"{}\"}} {}\n",
+            r.name, r.weight
+        ));
+    }
+    out
 }

@@ -15,6 +15,9 @@ pub struct Replica {
     pub name: String,
     /// Where it is reached, `host:port`.
     pub address: String,
+    /// Its weight: K × weight virtual nodes on the ring (1 unless `/add`
+    /// gave `weights`).
+    pub weight: u32,
 }
 
 /// One published version of the ring.
@@ -33,6 +36,15 @@ pub type SharedState = Arc<RingState>;
 impl RingState {
     pub fn names(&self) -> Vec<String> {
         self.replicas.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// The ring of this state (its configuration over its replicas' ids and
+    /// weights).
+    ///
+    /// # Errors
+    /// The [`RingError`](ringlb_ring::RingError) when they do not fit.
+    pub fn ring(&self) -> Result<ringlb_ring::Ring, ringlb_ring::RingError> {
+        build_ring(&self.config, &self.replicas)
     }
 
     pub fn find(&self, name: &str) -> Option<&Replica> {
@@ -57,6 +69,19 @@ impl RingState {
     }
 }
 
+/// The ring of `config` over `replicas` (ids and weights).
+///
+/// # Errors
+/// The [`RingError`](ringlb_ring::RingError) when they do not fit.
+pub fn build_ring(
+    config: &RingConfig,
+    replicas: &[Replica],
+) -> Result<ringlb_ring::Ring, ringlb_ring::RingError> {
+    let ids: Vec<u64> = replicas.iter().map(|r| r.id).collect();
+    let weights: Vec<u32> = replicas.iter().map(|r| r.weight).collect();
+    ringlb_ring::Ring::build_weighted(config, &ids, &weights)
+}
+
 impl From<&Replica> for v1::Replica {
     fn from(r: &Replica) -> Self {
         v1::Replica {
@@ -64,6 +89,7 @@ impl From<&Replica> for v1::Replica {
             id: r.id,
             address: r.address.clone(),
             state: v1::ReplicaState::Serving as i32,
+            weight: r.weight,
         }
     }
 }

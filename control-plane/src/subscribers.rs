@@ -1,5 +1,7 @@
-//! The data planes watching the ring and the versions they applied, so a
-//! change can wait until every connected data plane serves it.
+//! The data planes watching the ring, the versions they applied and the
+//! requests they still have in flight to replicas that left the ring, so a
+//! change can wait until every connected data plane serves it, and `/rm`
+//! until they drained the removed replicas.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,11 +10,14 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Entry {
     /// Which registration (a data plane that reconnects gets a new one).
     generation: u64,
     applied: u64,
+    /// Requests in flight to replicas no longer on its ring, by name, as of
+    /// its last acknowledgement.
+    draining: Vec<(String, u64)>,
 }
 
 /// Connected subscribers and their applied versions.
@@ -52,6 +57,7 @@ impl Subscribers {
             Entry {
                 generation,
                 applied: 0,
+                draining: Vec::new(),
             },
         );
         tracing::info!(subscriber = %id, "data plane connected");
@@ -62,11 +68,13 @@ impl Subscribers {
         }
     }
 
-    /// A data plane reports the version it now serves. Unknown ids (not
-    /// watching) are ignored.
-    pub fn ack(&self, id: &str, version: u64) {
+    /// A data plane reports the version it now serves and what it still has
+    /// in flight to replicas that left its ring (`(name, requests)`).
+    /// Unknown ids (not watching) are ignored.
+    pub fn ack(&self, id: &str, version: u64, draining: Vec<(String, u64)>) {
         if let Some(mut entry) = self.entries.get_mut(id) {
             entry.applied = entry.applied.max(version);
+            entry.draining = draining;
             drop(entry);
             tracing::debug!(subscriber = %id, version, "data plane applied ring version");
             self.changed.notify_waiters();
@@ -80,6 +88,29 @@ impl Subscribers {
             .filter(|e| e.applied < version)
             .map(|e| e.key().clone())
             .collect()
+    }
+
+    /// Ids of the connected subscribers with requests in flight to any of
+    /// `replicas`.
+    pub fn draining(&self, replicas: &[String]) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|e| {
+                e.draining
+                    .iter()
+                    .any(|(name, n)| *n > 0 && replicas.contains(name))
+            })
+            .map(|e| e.key().clone())
+            .collect()
+    }
+
+    /// Wait until no connected subscriber has a request in flight to any
+    /// of `replicas`, at most `within` (graceful drain on `/rm`).
+    ///
+    /// # Errors
+    /// On timeout, the ids of the subscribers still draining.
+    pub async fn drained(&self, replicas: &[String], within: Duration) -> Result<(), Vec<String>> {
+        self.wait_until(within, || self.draining(replicas)).await
     }
 
     /// How many subscribers are connected.
@@ -97,21 +128,30 @@ impl Subscribers {
     /// # Errors
     /// On timeout, the ids of the subscribers still behind.
     pub async fn converged(&self, version: u64, within: Duration) -> Result<(), Vec<String>> {
+        self.wait_until(within, || self.lagging(version)).await
+    }
+
+    /// Wait until `behind` names nobody, at most `within`; it is asked
+    /// again at every change.
+    async fn wait_until(
+        &self,
+        within: Duration,
+        behind: impl Fn() -> Vec<String>,
+    ) -> Result<(), Vec<String>> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let lagging = self.lagging(version);
-            if lagging.is_empty() {
+            if behind().is_empty() {
                 return Ok(());
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let lagging = self.lagging(version);
-                return if lagging.is_empty() {
+                let behind = behind();
+                return if behind.is_empty() {
                     Ok(())
                 } else {
-                    Err(lagging)
+                    Err(behind)
                 };
             }
         }
@@ -127,13 +167,13 @@ mod tests {
         let subs = Arc::new(Subscribers::default());
         let a = subs.register("a");
         let _b = subs.register("b");
-        subs.ack("a", 3);
+        subs.ack("a", 3, Vec::new());
         let waiter = {
             let subs = subs.clone();
             tokio::spawn(async move { subs.converged(3, Duration::from_secs(2)).await })
         };
         tokio::task::yield_now().await;
-        subs.ack("b", 3);
+        subs.ack("b", 3, Vec::new());
         assert_eq!(waiter.await.expect("joins"), Ok(()));
 
         // A disconnected subscriber is no longer waited for.
@@ -144,8 +184,32 @@ mod tests {
         lagging.sort();
         assert_eq!(lagging, ["a", "b"]);
         drop(a);
-        subs.ack("b", 4);
+        subs.ack("b", 4, Vec::new());
         assert_eq!(subs.converged(4, Duration::from_millis(100)).await, Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drained_waits_for_in_flight_requests_to_removed_replicas() {
+        let subs = Arc::new(Subscribers::default());
+        let _a = subs.register("a");
+        let _b = subs.register("b");
+        subs.ack("a", 2, vec![("S1".into(), 2), ("S9".into(), 0)]);
+        subs.ack("b", 2, vec![("S2".into(), 1)]);
+        let gone = ["S1".to_string()];
+        assert_eq!(
+            subs.drained(&gone, Duration::from_millis(100)).await,
+            Err(vec!["a".to_string()])
+        );
+        let waiter = {
+            let subs = subs.clone();
+            tokio::spawn(async move {
+                subs.drained(&["S1".to_string()], Duration::from_secs(5))
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        subs.ack("a", 2, vec![]);
+        assert_eq!(waiter.await.expect("joins"), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]

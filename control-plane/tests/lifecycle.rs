@@ -56,7 +56,7 @@ impl Backend for InProcess {
         "in-process"
     }
 
-    async fn start(&self, name: &str, _id: u64) -> Result<String, BackendError> {
+    async fn start(&self, name: &str, _id: u64, _weight: u32) -> Result<String, BackendError> {
         self.starts.fetch_add(1, Ordering::SeqCst);
         if lock(&self.refuse).contains(name) {
             return Err(BackendError::StartFailed {
@@ -147,6 +147,7 @@ async fn an_add_that_fails_part_way_is_rolled_back() {
         .add(ScaleRequest {
             n: 3,
             hostnames: vec!["S5".into(), "S6".into()],
+            weights: vec![],
         })
         .await;
     assert!(refused.is_err(), "{refused:?}");

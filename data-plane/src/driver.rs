@@ -20,6 +20,7 @@ use http::StatusCode;
 use http::uri::Authority;
 use tracing::Instrument;
 
+use crate::balance;
 use crate::config::MAX_ATTEMPTS;
 use crate::error::{AttemptError, Chain, Side};
 use crate::pool::ReplicaPools;
@@ -264,7 +265,7 @@ async fn route<E: Exchange>(
     let arrived = Instant::now();
     let mut tried = [""; MAX_ATTEMPTS];
     let mut count = 0;
-    for (attempt, member) in table.ring.candidates(key).take(MAX_ATTEMPTS).enumerate() {
+    for (attempt, member) in balance::attempts(&table, key, stats).iter().enumerate() {
         let upstream = &table.upstreams[member];
         span.record("replica", upstream.name.as_str());
         span.record("attempt", attempt);
@@ -274,6 +275,7 @@ async fn route<E: Exchange>(
         tried[attempt] = &upstream.name;
         count = attempt + 1;
         upstream.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let in_flight = balance::InFlight::start(&upstream.stats);
         let result = match tokio::time::timeout(timeout, exchange.attempt(&upstream.pools)).await {
             Ok(result) => result,
             Err(_) => Err(AttemptError::Timeout {
@@ -281,9 +283,11 @@ async fn route<E: Exchange>(
                 after: timeout,
             }),
         };
+        drop(in_flight);
         let error = match result {
             Ok(answer) => {
                 upstream.stats.latency.observe(arrived.elapsed());
+                balance::record(&table, member, E::status(&answer) >= 500, stats);
                 if E::status(&answer) == 404 {
                     return Outcome::Refuse(Refusal::not_served(request.path), Some(answer));
                 }
@@ -296,6 +300,7 @@ async fn route<E: Exchange>(
             return Outcome::Abort(error);
         }
         upstream.stats.errors.fetch_add(1, Ordering::Relaxed);
+        balance::record(&table, member, true, stats);
         if error.retryable(request.idempotent) {
             tracing::debug!(error = %Chain(&error), "attempt failed; trying the next replica");
             continue;

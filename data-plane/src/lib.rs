@@ -39,8 +39,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod balance;
 pub mod busy_poll;
 pub mod config;
+mod drain;
 mod driver;
 mod engine;
 mod error;

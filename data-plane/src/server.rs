@@ -144,6 +144,7 @@ impl DataPlaneBuilder {
             stats: stats.clone(),
             pools: Arc::new(Pools::new(limits.upstream_connect_timeout)),
             applied,
+            draining: Default::default(),
         };
         Ok(DataPlane {
             shared: Arc::new(Shared {

@@ -5,8 +5,8 @@
 
 use std::fmt::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
@@ -52,14 +52,53 @@ impl Histogram {
     }
 }
 
-/// Counters of one replica.
-#[derive(Debug, Default)]
+/// Counters and balancing state of one replica.
+#[derive(Debug)]
 pub struct UpstreamStats {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
     /// From a request's arrival until the response head came back from
     /// this replica (failover included).
     pub latency: Histogram,
+    /// Attempts sent to it whose response head has not come back yet.
+    pub in_flight: AtomicU64,
+    /// Outlier detection: failures in a row, and how often it was ejected.
+    pub consecutive_failures: AtomicU32,
+    pub ejections: AtomicU32,
+    /// Outlier detection: ejected until this time ([`Stats::now_ms`]).
+    pub ejected_until_ms: AtomicU64,
+    /// Slow start: when this data plane first routed to it
+    /// ([`Stats::now_ms`]; 0: in the first ring applied, never slow;
+    /// [`NOT_JOINED`] until a ring holds it).
+    pub joined_ms: AtomicU64,
+}
+
+/// [`UpstreamStats::joined_ms`] of a replica no ring has held yet.
+pub const NOT_JOINED: u64 = u64::MAX;
+
+impl Default for UpstreamStats {
+    fn default() -> Self {
+        UpstreamStats {
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            latency: Histogram::default(),
+            in_flight: AtomicU64::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            ejections: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            joined_ms: AtomicU64::new(NOT_JOINED),
+        }
+    }
+}
+
+/// The start of a data plane's clock for balancing state.
+#[derive(Debug)]
+struct Epoch(Instant);
+
+impl Default for Epoch {
+    fn default() -> Self {
+        Epoch(Instant::now())
+    }
 }
 
 /// Every counter of a data plane.
@@ -76,9 +115,23 @@ pub struct Stats {
     pub admin: AtomicU64,
     /// The ring version in force.
     pub ring_version: AtomicU64,
+    /// Bounded load: requests sent past their owner because it was at the
+    /// bound.
+    pub bounded_load_spills: AtomicU64,
+    /// Outlier detection: ejections.
+    pub ejections: AtomicU64,
+    /// Slow start: requests sent past an owner that was still ramping up.
+    pub slow_start_skips: AtomicU64,
+    epoch: Epoch,
 }
 
 impl Stats {
+    /// Milliseconds since this data plane started, at least 1 (0 marks
+    /// "from the start" in [`UpstreamStats::joined_ms`]).
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.0.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
     /// The counters of replica `name`, created on first use.
     pub fn upstream(&self, name: &str) -> Arc<UpstreamStats> {
         self.upstreams.entry(name.to_owned()).or_default().clone()
@@ -129,6 +182,21 @@ impl Stats {
             "Admin requests forwarded to the control plane.",
             self.admin.load(Ordering::Relaxed),
         );
+        counter(
+            "ringlb_bounded_load_spills_total",
+            "Requests sent past their owner because it was at the hash_balance_factor bound.",
+            self.bounded_load_spills.load(Ordering::Relaxed),
+        );
+        counter(
+            "ringlb_outlier_ejections_total",
+            "Replicas ejected by outlier detection.",
+            self.ejections.load(Ordering::Relaxed),
+        );
+        counter(
+            "ringlb_slow_start_skips_total",
+            "Requests sent past an owner still in its slow-start window.",
+            self.slow_start_skips.load(Ordering::Relaxed),
+        );
         let _ = writeln!(
             out,
             "# HELP ringlb_ring_version Ring version in force.\n# TYPE ringlb_ring_version gauge\nringlb_ring_version {}",
@@ -154,6 +222,24 @@ impl Stats {
                 out,
                 "ringlb_upstream_errors_total{{replica=\"{name}\"}} {}",
                 s.errors.load(Ordering::Relaxed)
+            );
+        }
+        let now = self.now_ms();
+        out.push_str("# HELP ringlb_upstream_in_flight Attempts awaiting their response head, by replica.\n# TYPE ringlb_upstream_in_flight gauge\n");
+        for (name, s) in &upstreams {
+            let _ = writeln!(
+                out,
+                "ringlb_upstream_in_flight{{replica=\"{name}\"}} {}",
+                s.in_flight.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP ringlb_upstream_ejected Whether outlier detection ejects the replica now (1) or not (0).\n# TYPE ringlb_upstream_ejected gauge\n");
+        for (name, s) in &upstreams {
+            let ejected = s.ejected_until_ms.load(Ordering::Relaxed) > now;
+            let _ = writeln!(
+                out,
+                "ringlb_upstream_ejected{{replica=\"{name}\"}} {}",
+                u8::from(ejected)
             );
         }
         out.push_str("# HELP ringlb_upstream_response_seconds From a request's arrival until the replica's response head (failover included), by replica.\n# TYPE ringlb_upstream_response_seconds histogram\n");

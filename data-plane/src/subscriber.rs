@@ -14,6 +14,7 @@ use ringlb_proto::v1::control_plane_client::ControlPlaneClient;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::drain::Draining;
 use crate::pool::Pools;
 use crate::stats::Stats;
 use crate::table::RouteTable;
@@ -23,6 +24,9 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long one connection attempt or one ack may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the acknowledgement is repeated while requests to replicas
+/// that left the ring are still in flight (graceful drain).
+const DRAIN_REPORT_INTERVAL: Duration = Duration::from_millis(50);
 
 /// What the subscription updates.
 pub struct Subscription {
@@ -33,6 +37,8 @@ pub struct Subscription {
     pub pools: Arc<Pools>,
     /// The version in force, for embedders and tests.
     pub applied: watch::Sender<u64>,
+    /// Replicas that left the ring with requests still in flight.
+    pub draining: Draining,
 }
 
 impl Subscription {
@@ -80,22 +86,43 @@ impl Subscription {
             .map_err(|e| fail(e.message().to_owned(), false))?
             .into_inner();
         loop {
-            let snapshot = match stream.message().await {
+            let message = if self.draining.is_empty() {
+                stream.message().await
+            } else {
+                // Repeat the acknowledgement with what is still in flight to
+                // removed replicas until they are drained.
+                tokio::select! {
+                    message = stream.message() => message,
+                    () = tokio::time::sleep(DRAIN_REPORT_INTERVAL) => {
+                        let version = *self.applied.borrow();
+                        self.ack(&mut client, version).await;
+                        continue;
+                    }
+                }
+            };
+            let snapshot = match message {
                 Ok(Some(snapshot)) => snapshot,
                 Ok(None) => return Ok(()),
                 Err(status) => return Err(fail(status.message().to_owned(), received)),
             };
             received = true;
             self.apply(&snapshot);
-            let ack = v1::AckRingRequest {
-                subscriber: self.subscriber.clone(),
-                version: snapshot.version,
-            };
-            match tokio::time::timeout(CALL_TIMEOUT, client.ack_ring(ack)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(status)) => tracing::debug!(error = %status.message(), "ring ack refused"),
-                Err(_) => tracing::debug!("ring ack timed out"),
-            }
+            self.ack(&mut client, snapshot.version).await;
+        }
+    }
+
+    /// Tell the control plane the version in force and the requests still
+    /// in flight to replicas that left the ring.
+    async fn ack(&self, client: &mut ControlPlaneClient<Channel>, version: u64) {
+        let ack = v1::AckRingRequest {
+            subscriber: self.subscriber.clone(),
+            version,
+            draining: self.draining.report(),
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, client.ack_ring(ack)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(status)) => tracing::debug!(error = %status.message(), "ring ack refused"),
+            Err(_) => tracing::debug!("ring ack timed out"),
         }
     }
 
@@ -105,6 +132,8 @@ impl Subscription {
                 let names: Vec<&str> = table.upstreams.iter().map(|u| u.name.as_str()).collect();
                 tracing::info!(version = table.version, replicas = ?names, "ring version applied");
                 let version = table.version;
+                let previous = self.table.load_full();
+                self.draining.update(previous.as_deref(), &table);
                 self.table.store(Some(Arc::new(table)));
                 self.stats.ring_version.store(version, Ordering::Relaxed);
                 self.applied.send_replace(version);

@@ -3,13 +3,15 @@
 //! read without locks.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use http::uri::Authority;
 use ringlb_proto::v1;
 use ringlb_ring::{KeySource, Ring, RingConfig};
 
+use crate::balance::Balancing;
 use crate::pool::{Pools, ReplicaPools};
-use crate::stats::{Stats, UpstreamStats};
+use crate::stats::{NOT_JOINED, Stats, UpstreamStats};
 
 /// A replica as the request path needs it.
 #[derive(Debug)]
@@ -28,6 +30,8 @@ pub struct RouteTable {
     /// Indexed like the ring's members.
     pub upstreams: Vec<Upstream>,
     pub key_source: KeySource,
+    /// Bounded load, outlier detection, slow start (all off by default).
+    pub balancing: Balancing,
 }
 
 /// A snapshot the data plane cannot use; the last good one stays in force.
@@ -69,8 +73,17 @@ impl RouteTable {
         let config = RingConfig::try_from(wire)
             .map_err(|source| SnapshotError::Config { version, source })?;
         let ids: Vec<u64> = snapshot.replicas.iter().map(|r| r.id).collect();
-        let ring =
-            Ring::build(&config, &ids).map_err(|source| SnapshotError::Ring { version, source })?;
+        // 0: from a control plane that predates weights.
+        let weights: Vec<u32> = snapshot.replicas.iter().map(|r| r.weight.max(1)).collect();
+        let ring = Ring::build_weighted(&config, &ids, &weights)
+            .map_err(|source| SnapshotError::Ring { version, source })?;
+        // Replicas of the first ring this data plane applies are not new
+        // (no slow start at boot); later ones joined now.
+        let joined = if stats.ring_version.load(Ordering::Relaxed) == 0 {
+            0
+        } else {
+            stats.now_ms()
+        };
         let upstreams = snapshot
             .replicas
             .iter()
@@ -83,10 +96,17 @@ impl RouteTable {
                             name: r.name.clone(),
                             address: r.address.clone(),
                         })?;
+                let upstream_stats = stats.upstream(&r.name);
+                let _ = upstream_stats.joined_ms.compare_exchange(
+                    NOT_JOINED,
+                    joined,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
                 Ok(Upstream {
                     name: r.name.clone(),
                     pools: pools.get(&authority),
-                    stats: stats.upstream(&r.name),
+                    stats: upstream_stats,
                 })
             })
             .collect::<Result<Vec<_>, SnapshotError>>()?;
@@ -97,6 +117,7 @@ impl RouteTable {
             ring,
             upstreams,
             key_source: config.key_source,
+            balancing: Balancing::from(&config),
         })
     }
 }

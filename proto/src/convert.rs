@@ -19,6 +19,11 @@ impl From<&RingConfig> for v1::RingConfig {
             vnode_hash: c.vnode_hash.name().to_owned(),
             probing: c.probing.name().to_owned(),
             key_source: c.key_source.name().to_owned(),
+            hash_balance_factor: c.hash_balance_factor,
+            outlier_consecutive_failures: c.outlier_consecutive_failures,
+            outlier_base_ejection_ms: c.outlier_base_ejection_ms,
+            outlier_max_ejection_percent: c.outlier_max_ejection_percent,
+            slow_start_ms: c.slow_start_ms,
         }
     }
 }
@@ -34,6 +39,15 @@ impl TryFrom<&v1::RingConfig> for RingConfig {
             vnode_hash: c.vnode_hash.parse::<HashFn>()?,
             probing: c.probing.parse::<Probing>()?,
             key_source: c.key_source.parse::<KeySource>()?,
+            hash_balance_factor: c.hash_balance_factor,
+            outlier_consecutive_failures: c.outlier_consecutive_failures,
+            // 0: sent by a control plane from before outlier detection.
+            outlier_base_ejection_ms: match c.outlier_base_ejection_ms {
+                0 => RingConfig::default().outlier_base_ejection_ms,
+                ms => ms,
+            },
+            outlier_max_ejection_percent: c.outlier_max_ejection_percent,
+            slow_start_ms: c.slow_start_ms,
         };
         config.validate()?;
         Ok(config)
@@ -53,6 +67,11 @@ impl TryFrom<&v1::SetRingConfigRequest> for RingConfigPatch {
             vnode_hash: parse_name(r.vnode_hash.as_deref())?,
             probing: parse_name(r.probing.as_deref())?,
             key_source: parse_name(r.key_source.as_deref())?,
+            hash_balance_factor: r.hash_balance_factor,
+            outlier_consecutive_failures: r.outlier_consecutive_failures,
+            outlier_base_ejection_ms: r.outlier_base_ejection_ms,
+            outlier_max_ejection_percent: r.outlier_max_ejection_percent,
+            slow_start_ms: r.slow_start_ms,
         })
     }
 }

@@ -15,6 +15,15 @@ pub const DEFAULT_VNODES: u32 = 9;
 pub const MAX_SLOTS: u32 = 1 << 22;
 /// The largest K accepted.
 pub const MAX_VNODES: u32 = 4096;
+/// The smallest non-zero `hash_balance_factor` (a bound below the average
+/// load could never be met by every replica).
+pub const MIN_HASH_BALANCE_FACTOR: u32 = 100;
+/// Outlier detection's base ejection time by default, in milliseconds
+/// (Envoy's `base_ejection_time` default, 30 s).
+pub const DEFAULT_OUTLIER_BASE_EJECTION_MS: u32 = 30_000;
+/// Outlier detection's cap on the share of replicas ejected at once by
+/// default, in percent (Envoy's `max_ejection_percent` default).
+pub const DEFAULT_OUTLIER_MAX_EJECTION_PERCENT: u32 = 10;
 
 named_enum! {
     /// How a virtual node whose home slot is taken finds a slot.
@@ -66,6 +75,41 @@ pub struct RingConfig {
     pub probing: Probing,
     /// Where the request key comes from.
     pub key_source: KeySource,
+    /// Bounded-load consistent hashing, in percent of the average number of
+    /// in-flight requests per replica (0 = off, else at least 100). A
+    /// request whose owner would go over the bound goes to the next distinct
+    /// replica clockwise that stays under it. HAProxy's `hash-balance-factor`,
+    /// Envoy's `hash_balance_factor`.
+    #[serde(default)]
+    pub hash_balance_factor: u32,
+    /// Outlier detection: consecutive failures (connect errors, timeouts or
+    /// 5xx answers) that eject a replica from selection on one data plane
+    /// (0 = off). Envoy's `consecutive_5xx`.
+    #[serde(default)]
+    pub outlier_consecutive_failures: u32,
+    /// Outlier detection: how long the first ejection lasts, in
+    /// milliseconds; the n-th ejection of a replica lasts n times as long
+    /// (at most 10 times). Envoy's `base_ejection_time`.
+    #[serde(default = "default_base_ejection_ms")]
+    pub outlier_base_ejection_ms: u32,
+    /// Outlier detection: the most replicas ejected at once, in percent of
+    /// the ring's replicas (at least one may always be ejected). Envoy's
+    /// `max_ejection_percent`.
+    #[serde(default = "default_max_ejection_percent")]
+    pub outlier_max_ejection_percent: u32,
+    /// Slow start: a replica that joins the ring takes its share of keys
+    /// over this window, in milliseconds (0 = off). Envoy's
+    /// `slow_start_window`.
+    #[serde(default)]
+    pub slow_start_ms: u32,
+}
+
+fn default_base_ejection_ms() -> u32 {
+    DEFAULT_OUTLIER_BASE_EJECTION_MS
+}
+
+fn default_max_ejection_percent() -> u32 {
+    DEFAULT_OUTLIER_MAX_EJECTION_PERCENT
 }
 
 impl Default for RingConfig {
@@ -77,6 +121,11 @@ impl Default for RingConfig {
             vnode_hash: HashFn::Spec,
             probing: Probing::Linear,
             key_source: KeySource::RequestId,
+            hash_balance_factor: 0,
+            outlier_consecutive_failures: 0,
+            outlier_base_ejection_ms: DEFAULT_OUTLIER_BASE_EJECTION_MS,
+            outlier_max_ejection_percent: DEFAULT_OUTLIER_MAX_EJECTION_PERCENT,
+            slow_start_ms: 0,
         }
     }
 }
@@ -91,6 +140,11 @@ pub struct RingConfigPatch {
     pub vnode_hash: Option<HashFn>,
     pub probing: Option<Probing>,
     pub key_source: Option<KeySource>,
+    pub hash_balance_factor: Option<u32>,
+    pub outlier_consecutive_failures: Option<u32>,
+    pub outlier_base_ejection_ms: Option<u32>,
+    pub outlier_max_ejection_percent: Option<u32>,
+    pub slow_start_ms: Option<u32>,
 }
 
 /// Parse an optional registry name (`None` stays `None`).
@@ -117,6 +171,17 @@ impl RingConfigPatch {
             vnode_hash: self.vnode_hash.unwrap_or(base.vnode_hash),
             probing: self.probing.unwrap_or(base.probing),
             key_source: self.key_source.unwrap_or(base.key_source),
+            hash_balance_factor: self.hash_balance_factor.unwrap_or(base.hash_balance_factor),
+            outlier_consecutive_failures: self
+                .outlier_consecutive_failures
+                .unwrap_or(base.outlier_consecutive_failures),
+            outlier_base_ejection_ms: self
+                .outlier_base_ejection_ms
+                .unwrap_or(base.outlier_base_ejection_ms),
+            outlier_max_ejection_percent: self
+                .outlier_max_ejection_percent
+                .unwrap_or(base.outlier_max_ejection_percent),
+            slow_start_ms: self.slow_start_ms.unwrap_or(base.slow_start_ms),
         };
         config.validate()?;
         Ok(config)
@@ -127,8 +192,20 @@ impl RingConfig {
     /// Check the configuration on its own (membership is checked at build).
     ///
     /// # Errors
-    /// A [`RingError`] for M or K out of range, or K larger than M.
+    /// A [`RingError`] for M or K out of range, K larger than M, or a
+    /// balancing setting out of range.
     pub fn validate(&self) -> Result<(), RingError> {
+        if self.hash_balance_factor != 0 && self.hash_balance_factor < MIN_HASH_BALANCE_FACTOR {
+            return Err(RingError::HashBalanceFactor(self.hash_balance_factor));
+        }
+        if self.outlier_base_ejection_ms == 0 {
+            return Err(RingError::ZeroEjectionTime);
+        }
+        if self.outlier_max_ejection_percent > 100 {
+            return Err(RingError::EjectionPercent(
+                self.outlier_max_ejection_percent,
+            ));
+        }
         if self.slots == 0 {
             return Err(RingError::ZeroSlots);
         }
@@ -200,14 +277,58 @@ mod tests {
     }
 
     #[test]
+    fn balancing_settings_are_checked() {
+        let base = RingConfig::default();
+        for (config, error) in [
+            (
+                RingConfig {
+                    hash_balance_factor: 99,
+                    ..base
+                },
+                "hash_balance_factor = 99 must be 0 (off) or at least 100",
+            ),
+            (
+                RingConfig {
+                    outlier_base_ejection_ms: 0,
+                    ..base
+                },
+                "outlier_base_ejection_ms must be at least 1",
+            ),
+            (
+                RingConfig {
+                    outlier_max_ejection_percent: 101,
+                    ..base
+                },
+                "outlier_max_ejection_percent = 101 is more than 100",
+            ),
+        ] {
+            assert_eq!(
+                config.validate().map_err(|e| e.to_string()),
+                Err(error.to_owned())
+            );
+        }
+        for factor in [0, 100, 150, 1000] {
+            let ok = RingConfig {
+                hash_balance_factor: factor,
+                ..base
+            };
+            assert_eq!(ok.validate(), Ok(()));
+        }
+    }
+
+    #[test]
     fn serde_uses_the_registry_names() {
         let json = serde_json::to_string(&RingConfig::default()).expect("serializes");
         assert_eq!(
             json,
-            r#"{"slots":512,"vnodes":9,"request_hash":"spec","vnode_hash":"spec","probing":"linear","key_source":"request-id"}"#
+            r#"{"slots":512,"vnodes":9,"request_hash":"spec","vnode_hash":"spec","probing":"linear","key_source":"request-id","hash_balance_factor":0,"outlier_consecutive_failures":0,"outlier_base_ejection_ms":30000,"outlier_max_ejection_percent":10,"slow_start_ms":0}"#
         );
         let back: RingConfig = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, RingConfig::default());
+        // A configuration written before the balancing fields still reads.
+        let old = r#"{"slots":512,"vnodes":9,"request_hash":"spec","vnode_hash":"spec","probing":"linear","key_source":"request-id"}"#;
+        let old: RingConfig = serde_json::from_str(old).expect("parses");
+        assert_eq!(old, RingConfig::default());
         let bad = json.replace("\"linear\"", "\"cubic\"");
         let err = serde_json::from_str::<RingConfig>(&bad).unwrap_err();
         assert!(

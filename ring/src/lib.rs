@@ -22,7 +22,8 @@ mod named;
 mod ring;
 
 pub use config::{
-    DEFAULT_SLOTS, DEFAULT_VNODES, KeySource, MAX_SLOTS, MAX_VNODES, Probing, RingConfig,
+    DEFAULT_OUTLIER_BASE_EJECTION_MS, DEFAULT_OUTLIER_MAX_EJECTION_PERCENT, DEFAULT_SLOTS,
+    DEFAULT_VNODES, KeySource, MAX_SLOTS, MAX_VNODES, MIN_HASH_BALANCE_FACTOR, Probing, RingConfig,
     RingConfigPatch, parse_name,
 };
 pub use error::RingError;

@@ -43,7 +43,36 @@ impl Ring {
     /// A [`RingError`] for an invalid configuration, or replicas × K
     /// virtual nodes that do not fit in M slots.
     pub fn build(config: &RingConfig, ids: &[u64]) -> Result<Ring, RingError> {
+        Ring::build_weighted(config, ids, &[])
+    }
+
+    /// [`build`](Self::build) with a weight per replica: replica `i` gets
+    /// `K × weights[i]` virtual nodes (`j = 0..K×w`), so its share of the
+    /// ring is proportional to its weight. An empty `weights` means every
+    /// weight is 1 (the same ring as `build`). Raising a weight adds virtual
+    /// nodes and moves no other one.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build), and [`RingError::WeightCount`] when
+    /// `weights` is neither empty nor as long as `ids`,
+    /// [`RingError::ZeroWeight`] for a weight of 0.
+    pub fn build_weighted(
+        config: &RingConfig,
+        ids: &[u64],
+        weights: &[u32],
+    ) -> Result<Ring, RingError> {
         config.validate()?;
+        if !weights.is_empty() && weights.len() != ids.len() {
+            return Err(RingError::WeightCount {
+                ids: ids.len(),
+                weights: weights.len(),
+            });
+        }
+        if let Some(at) = weights.iter().position(|&w| w == 0) {
+            return Err(RingError::ZeroWeight { id: ids[at] });
+        }
+        let weight_of = |member: usize| u64::from(weights.get(member).copied().unwrap_or(1));
+        let units: u64 = (0..ids.len()).map(weight_of).sum();
         let slots = config.slots;
         let mut order: Vec<u32> = (0..ids.len() as u32).collect();
         order.sort_unstable_by_key(|&m| ids[m as usize]);
@@ -54,10 +83,11 @@ impl Ring {
             return Err(RingError::DuplicateId(ids[pair[0] as usize]));
         }
         if let Some(max) = config.max_replicas()
-            && ids.len() > max
+            && units > max as u64
         {
             return Err(RingError::RingFull {
                 replicas: ids.len(),
+                weight: units,
                 vnodes: config.vnodes,
                 slots,
                 probing: config.probing,
@@ -65,10 +95,14 @@ impl Ring {
         }
 
         let mut placer = Placer::new(config.probing, slots);
-        let mut points = Vec::with_capacity(ids.len() * config.vnodes as usize);
+        let mut points = Vec::with_capacity(units as usize * config.vnodes as usize);
         for &member in &order {
             let id = ids[member as usize];
-            for j in 0..config.vnodes {
+            // At most MAX_VNODES × u32::MAX, which the fit check above keeps
+            // within M for every probing rule but `shared`.
+            let count = u64::from(config.vnodes) * weight_of(member as usize);
+            let count = u32::try_from(count).unwrap_or(u32::MAX);
+            for j in 0..count {
                 let home = config.vnode_hash.vnode_slot(id, j, slots);
                 let slot = placer.place(home);
                 points.push(VirtualNode {

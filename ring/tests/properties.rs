@@ -21,7 +21,7 @@ prop_compose! {
         vnode_hash in any_hash(),
         probing in any_probing(),
     ) -> RingConfig {
-        RingConfig { slots, vnodes, request_hash, vnode_hash, probing, key_source: KeySource::RequestId }
+        RingConfig { slots, vnodes, request_hash, vnode_hash, probing, key_source: KeySource::RequestId, ..RingConfig::default() }
     }
 }
 

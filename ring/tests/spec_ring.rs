@@ -2,7 +2,7 @@
 //! formulas: Φ(i, j) = i² + j² + 2j + 25 mod 512, H(i) = i² + 2i + 17 mod 512,
 //! K = 9, linear probing, replicas placed in id order.
 
-use ringlb_ring::{Ring, RingConfig};
+use ringlb_ring::{Ring, RingConfig, RingError};
 
 fn slots_of(ring: &Ring, id: u64) -> Vec<u32> {
     let mut slots: Vec<(u32, u32)> = ring
@@ -80,4 +80,56 @@ fn duplicate_ids_and_overfull_rings_are_errors() {
         "57 replicas x 9 virtual nodes do not fit in 512 slots with linear probing"
     );
     assert!(Ring::build(&config, &ids[..56]).is_ok());
+}
+
+#[test]
+fn weights_multiply_virtual_nodes_and_keep_the_others_in_place() {
+    let config = RingConfig {
+        slots: 4096,
+        vnodes: 64,
+        request_hash: ringlb_ring::HashFn::Xxh3,
+        vnode_hash: ringlb_ring::HashFn::Xxh3,
+        ..RingConfig::default()
+    };
+    let plain = Ring::build(&config, &[1, 2]).expect("ring");
+    let same = Ring::build_weighted(&config, &[1, 2], &[1, 1]).expect("ring");
+    assert_eq!(
+        plain.virtual_nodes(),
+        same.virtual_nodes(),
+        "weight 1 is the plain ring"
+    );
+    let weighted = Ring::build_weighted(&config, &[1, 2], &[1, 3]).expect("ring");
+    assert_eq!(slots_of(&weighted, 1).len(), 64);
+    assert_eq!(slots_of(&weighted, 2).len(), 192);
+    // Owned slots: about 1:3 with a well-mixed hash.
+    let owned_by_2 = (0..4096u32)
+        .filter(|&s| {
+            weighted
+                .virtual_nodes()
+                .iter()
+                .find(|p| p.slot >= s)
+                .or(weighted.virtual_nodes().first())
+                .is_some_and(|p| p.id == 2)
+        })
+        .count() as f64
+        / 4096.0;
+    assert!(
+        (owned_by_2 - 0.75).abs() < 0.06,
+        "replica 2 owns {owned_by_2}"
+    );
+    assert_eq!(
+        Ring::build_weighted(&config, &[1, 2], &[1]).map(|_| ()),
+        Err(RingError::WeightCount { ids: 2, weights: 1 })
+    );
+    assert_eq!(
+        Ring::build_weighted(&config, &[1, 2], &[1, 0]).map(|_| ()),
+        Err(RingError::ZeroWeight { id: 2 })
+    );
+    let full = RingConfig::default();
+    assert_eq!(
+        Ring::build_weighted(&full, &[1, 2], &[50, 7])
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Err("2 replicas (total weight 57) x 9 virtual nodes do not fit in 512 slots with linear probing".to_owned())
+    );
 }

@@ -87,6 +87,7 @@ async fn changes_need_the_token_reads_do_not() {
         .add_replicas(v1::AddReplicasRequest {
             n: 1,
             hostnames: vec![],
+            weights: vec![],
         })
         .await
         .expect_err("no token");
@@ -102,6 +103,7 @@ async fn changes_need_the_token_reads_do_not() {
     let mut authorized = tonic::Request::new(v1::AddReplicasRequest {
         n: 1,
         hostnames: vec!["G1".into()],
+        weights: vec![],
     });
     authorized
         .metadata_mut()

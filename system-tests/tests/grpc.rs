@@ -45,6 +45,7 @@ async fn list_add_remove_and_their_errors() {
         .add_replicas(v1::AddReplicasRequest {
             n: 2,
             hostnames: vec!["S5".into()],
+            weights: vec![],
         })
         .await
         .expect("add")
@@ -61,6 +62,7 @@ async fn list_add_remove_and_their_errors() {
             grpc.add_replicas(v1::AddReplicasRequest {
                 n: 0,
                 hostnames: vec![],
+                weights: vec![],
             })
             .await,
             Code::InvalidArgument,
@@ -69,6 +71,7 @@ async fn list_add_remove_and_their_errors() {
             grpc.add_replicas(v1::AddReplicasRequest {
                 n: 1,
                 hostnames: vec!["S5".into()],
+                weights: vec![],
             })
             .await,
             Code::AlreadyExists,
@@ -77,6 +80,7 @@ async fn list_add_remove_and_their_errors() {
             grpc.add_replicas(v1::AddReplicasRequest {
                 n: 1,
                 hostnames: vec!["a b".into()],
+                weights: vec![],
             })
             .await,
             Code::InvalidArgument,

@@ -22,7 +22,7 @@ use tokio::sync::broadcast;
 
 use super::engine::{
     self, LABEL_ID, LABEL_NAME, STOP_GRACE_SECS, id_label, replica_filter, replica_labels,
-    status_of, unavailable,
+    status_of, unavailable, weight_label,
 };
 use super::{Backend, BackendError, BackendEvent};
 use crate::state::Replica;
@@ -144,12 +144,12 @@ impl Backend for DockerBackend {
         "docker"
     }
 
-    async fn start(&self, name: &str, id: u64) -> Result<String, BackendError> {
+    async fn start(&self, name: &str, id: u64, weight: u32) -> Result<String, BackendError> {
         let fail = |reason: String| BackendError::StartFailed {
             name: name.to_owned(),
             reason,
         };
-        let labels = replica_labels(name, id, &self.settings.network);
+        let labels = replica_labels(name, id, weight, &self.settings.network);
         let body = ContainerCreateBody {
             image: Some(self.settings.image.clone()),
             env: Some(vec![
@@ -242,6 +242,7 @@ impl Backend for DockerBackend {
                 .map(|n| n.trim_start_matches('/').to_owned())
                 .unwrap_or_default();
             let id = id_label(c.labels.as_ref());
+            let weight = weight_label(c.labels.as_ref());
             let running = c.state == Some(ContainerSummaryStateEnum::RUNNING);
             let address = self.address_in(
                 c.network_settings
@@ -249,9 +250,12 @@ impl Backend for DockerBackend {
                     .and_then(|s| s.networks.as_ref()),
             );
             match (running, id, address) {
-                (true, Some(id), Some(address)) if !name.is_empty() => {
-                    adopted.push(Replica { id, name, address })
-                }
+                (true, Some(id), Some(address)) if !name.is_empty() => adopted.push(Replica {
+                    id,
+                    name,
+                    address,
+                    weight,
+                }),
                 _ => {
                     // Exited or unusable: remove it so its name is free.
                     tracing::info!(%name, "removing a stale replica container");

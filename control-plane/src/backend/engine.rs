@@ -18,6 +18,8 @@ pub const LABEL_MANAGED: &str = "ringlb.managed";
 pub const LABEL_ID: &str = "ringlb.id";
 /// Label holding the network the replica belongs to (one cluster per network).
 pub const LABEL_NETWORK: &str = "ringlb.network";
+/// Label holding the replica's ring weight (absent: 1).
+pub const LABEL_WEIGHT: &str = "ringlb.weight";
 /// Label holding the replica's name (a Swarm task's container is not named
 /// after its replica, so its events carry the name here).
 pub const LABEL_NAME: &str = "ringlb.name";
@@ -26,11 +28,12 @@ pub const STOP_GRACE_SECS: i32 = 2;
 /// Pause before the event stream is opened again after it ended.
 const EVENTS_RECONNECT: Duration = Duration::from_secs(1);
 
-/// The labels of replica `name` with `id` on `network`.
-pub fn replica_labels(name: &str, id: u64, network: &str) -> HashMap<String, String> {
+/// The labels of replica `name` with `id` and `weight` on `network`.
+pub fn replica_labels(name: &str, id: u64, weight: u32, network: &str) -> HashMap<String, String> {
     HashMap::from([
         (LABEL_MANAGED.to_owned(), "true".to_owned()),
         (LABEL_ID.to_owned(), id.to_string()),
+        (LABEL_WEIGHT.to_owned(), weight.to_string()),
         (LABEL_NETWORK.to_owned(), network.to_owned()),
         (LABEL_NAME.to_owned(), name.to_owned()),
     ])
@@ -47,6 +50,16 @@ pub fn replica_filter(network: &str) -> Vec<String> {
 /// The replica id in a label map, if it is there and a number.
 pub fn id_label(labels: Option<&HashMap<String, String>>) -> Option<u64> {
     labels?.get(LABEL_ID)?.parse().ok()
+}
+
+/// The replica weight in a label map (1 when absent or invalid: replicas
+/// made before weights).
+pub fn weight_label(labels: Option<&HashMap<String, String>>) -> u32 {
+    labels
+        .and_then(|l| l.get(LABEL_WEIGHT))
+        .and_then(|w| w.parse().ok())
+        .filter(|w| *w >= 1)
+        .unwrap_or(1)
 }
 
 pub fn unavailable(what: &str, e: impl std::fmt::Display) -> BackendError {

@@ -35,9 +35,10 @@ pub trait Backend: Send + Sync + 'static {
     /// A short name for logs (`process`, `docker`, `swarm`).
     fn kind(&self) -> &'static str;
 
-    /// Start replica `name` with numeric `id`; answer its `host:port` once
+    /// Start replica `name` with numeric `id` and ring `weight` (kept where
+    /// [`adopt`](Self::adopt) can read it back); answer its `host:port` once
     /// it listens (its heartbeat is checked by the caller).
-    async fn start(&self, name: &str, id: u64) -> Result<String, BackendError>;
+    async fn start(&self, name: &str, id: u64, weight: u32) -> Result<String, BackendError>;
 
     /// Stop and remove replica `name`, so the name is free again. Stopping a
     /// replica that is already gone succeeds.

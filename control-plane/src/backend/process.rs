@@ -110,7 +110,7 @@ impl Backend for ProcessBackend {
         "process"
     }
 
-    async fn start(&self, name: &str, id: u64) -> Result<String, BackendError> {
+    async fn start(&self, name: &str, id: u64, _weight: u32) -> Result<String, BackendError> {
         let fail = |reason: String| BackendError::StartFailed {
             name: name.to_owned(),
             reason,

@@ -35,7 +35,7 @@ use tokio::sync::broadcast;
 use super::docker::DockerSettings;
 use super::engine::{
     self, LABEL_ID, LABEL_NAME, STOP_GRACE_SECS, id_label, replica_filter, replica_labels,
-    status_of, unavailable,
+    status_of, unavailable, weight_label,
 };
 use super::{Backend, BackendError, BackendEvent};
 use crate::state::Replica;
@@ -245,9 +245,9 @@ impl SwarmBackend {
         })
     }
 
-    fn spec(&self, name: &str, id: u64) -> ServiceSpec {
+    fn spec(&self, name: &str, id: u64, weight: u32) -> ServiceSpec {
         let replicas = &self.settings.replicas;
-        let labels = replica_labels(name, id, &replicas.network);
+        let labels = replica_labels(name, id, weight, &replicas.network);
         ServiceSpec {
             name: Some(name.to_owned()),
             labels: Some(labels.clone()),
@@ -392,12 +392,16 @@ impl Backend for SwarmBackend {
         "swarm"
     }
 
-    async fn start(&self, name: &str, id: u64) -> Result<String, BackendError> {
+    async fn start(&self, name: &str, id: u64, weight: u32) -> Result<String, BackendError> {
         let fail = |reason: String| BackendError::StartFailed {
             name: name.to_owned(),
             reason,
         };
-        if let Err(e) = self.docker.create_service(self.spec(name, id), None).await {
+        if let Err(e) = self
+            .docker
+            .create_service(self.spec(name, id, weight), None)
+            .await
+        {
             let replicas = &self.settings.replicas;
             return Err(fail(match status_of(&e) {
                 Some(409) => format!("a service named '{name}' already exists"),
@@ -449,6 +453,7 @@ impl Backend for SwarmBackend {
             let spec = service.spec.unwrap_or_default();
             let name = spec.name.unwrap_or_default();
             let id = id_label(spec.labels.as_ref());
+            let weight = weight_label(spec.labels.as_ref());
             let tasks = self
                 .tasks_of(&name)
                 .await
@@ -463,7 +468,12 @@ impl Backend for SwarmBackend {
             match (id, address) {
                 (Some(id), Some(address)) if !name.is_empty() => {
                     self.owned.insert(&name, id);
-                    adopted.push(Replica { id, name, address });
+                    adopted.push(Replica {
+                        id,
+                        name,
+                        address,
+                        weight,
+                    });
                 }
                 _ => {
                     tracing::info!(%name, "removing a stale replica service");

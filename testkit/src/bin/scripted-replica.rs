@@ -16,6 +16,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
@@ -29,6 +30,13 @@ fn seen() -> MutexGuard<'static, Vec<String>> {
     // A thread that panicked while holding the lock left a whole list.
     SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// Set by `/sick`, cleared by `/well`: while set, `/home` answers 503
+/// (heartbeats stay healthy), as a replica whose application fails does.
+static SICK: AtomicBool = AtomicBool::new(false);
+/// `/slow` requests being served now, and the most at once so far.
+static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+static PEAK: AtomicU64 = AtomicU64::new(0);
 
 /// RFC 6455 §1.3: appended to `Sec-WebSocket-Key` before hashing.
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -192,7 +200,32 @@ fn respond(
     };
     match path {
         "/heartbeat" => fixed(out, "200 OK", ""),
+        "/home" if SICK.load(Ordering::SeqCst) => {
+            fixed(out, "503 Service Unavailable", &format!("sick: {name}"))
+        }
         "/home" => fixed(out, "200 OK", &format!("Hello from: {name}")),
+        "/sick" | "/well" => {
+            SICK.store(path == "/sick", Ordering::SeqCst);
+            fixed(out, "200 OK", path)
+        }
+        // `/slow?ms=N`: answer after N ms (default 1000), counting how many
+        // are served at once; `/peak` tells the most so far.
+        "/slow" => {
+            let ms = request
+                .head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|target| target.split_once("ms="))
+                .and_then(|(_, v)| v.split('&').next()?.parse().ok())
+                .unwrap_or(1000);
+            let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+            PEAK.fetch_max(now, Ordering::SeqCst);
+            thread::sleep(Duration::from_millis(ms));
+            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+            fixed(out, "200 OK", &format!("slow from: {name}"))
+        }
+        // The most `/slow` requests served at once since the last `/peak`.
+        "/peak" => fixed(out, "200 OK", &PEAK.swap(0, Ordering::SeqCst).to_string()),
         // `replica <name>`, then one `method target` line per request
         // received so far (this one included).
         "/seen" => {
