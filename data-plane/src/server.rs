@@ -290,6 +290,9 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
+    /// A builder with every default: one control plane at
+    /// [`DEFAULT_CONTROL_PLANE_GRPC`] and [`DEFAULT_CONTROL_PLANE_HTTP`],
+    /// [`Limits::default`], the fast engine, no busy polling.
     pub fn builder() -> DataPlaneBuilder {
         DataPlaneBuilder {
             grpc: vec![DEFAULT_CONTROL_PLANE_GRPC.into()],
