@@ -451,17 +451,22 @@ def write_results(args, results):
         f"(`bench/run.py --duration {args.duration} --rounds {args.rounds} --connections {args.connections} "
         f"--workers {args.workers}"
         + ("" if args.section == "proxies" else f" --proxies {','.join(args.proxies)} --section {args.section}")
-        + "`): each proxy pinned to core 0 (`taskset -c 0`), wrk (`-t2 -c{args.connections}`) "
-        "and the three replicas on core 1, rounds interleaved, medians of the rounds. nginx and HAProxy configs: "
-        "[`nginx.conf.in`](nginx.conf.in), [`haproxy.cfg.in`](haproxy.cfg.in).",
+        + f"`): each proxy pinned to core 0 (`taskset -c 0`), wrk (`-t2 -c{args.connections}`) "
+        "and the three replicas on core 1, rounds interleaved, medians of the rounds."
+        + (" nginx and HAProxy configs: [`nginx.conf.in`](nginx.conf.in), [`haproxy.cfg.in`](haproxy.cfg.in)."
+           if {"nginx", "haproxy"} & set(args.proxies) else ""),
         "",
-        ("`ringlb-before` is the data plane built from an earlier commit (`--before-bin`), measured in the same "
-         "run. " if args.before_bin else "") +
-        "`ringlb-busy-poll` is the same data plane with `--busy-poll "
-        f"{args.busy_poll}`; `ringlb-hyper` with `--engine hyper` (hyper serves every connection); "
-        "`ringlb-2procs` is two data-plane processes on one port with `--reuse-port`, both on core 0; "
-        "`haproxy-busy-polling` is HAProxy's config with `busy-polling` (it polls even when idle, so it is "
-        "paused outside its own turns).",
+        " ".join(text for row, text in (
+            ("ringlb-before", "`ringlb-before` is the data plane built from an earlier commit (`--before-bin`), "
+                              "measured in the same run."),
+            ("ringlb-busy-poll", f"`ringlb-busy-poll` is the same data plane with `--busy-poll {args.busy_poll}`."),
+            ("ringlb-hyper", "`ringlb-hyper` is the same data plane with `--engine hyper` (hyper serves every "
+                             "connection)."),
+            ("ringlb-2procs", "`ringlb-2procs` is two data-plane processes on one port with `--reuse-port`, both "
+                              "on core 0 (its CPU is the sum of both)."),
+            ("haproxy-busy-polling", "`haproxy-busy-polling` is HAProxy's config with `busy-polling` (it polls even "
+                                     "when idle, so it is paused outside its own turns)."),
+        ) if row in args.proxies),
         "",
         "| workload | proxy | req/s | p50 | p99 | p99.9 | errors | CPU (cores) | CPU per request | "
         "wake-up IPIs to core 0 per 1k requests | "
