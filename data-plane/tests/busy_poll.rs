@@ -46,7 +46,8 @@ fn thread_names(pid: u32) -> Vec<String> {
 
 /// `--workers 2 --busy-poll`: two single-threaded workers, each with its
 /// own listener and spinner; the data plane starts, serves every request
-/// (each on a fresh connection, so both listeners get some), and polls.
+/// (each on a fresh connection, so both listeners get some), polls, and
+/// stops on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_busy_polling_workers_serve() {
     let system = System::start(&[]).await;
@@ -68,6 +69,14 @@ async fn two_busy_polling_workers_serve() {
     assert!(
         spinning > 0.15,
         "{spinning:.2} CPU s in 1 s right after requests: not polling"
+    );
+    // SIGTERM stops every worker and the process exits cleanly (the guard
+    // would SIGKILL it after 10 s, which `stop` reports as None).
+    let mut dp = dp;
+    let status = dp.proc.stop();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}: the workers did not stop on SIGTERM"
     );
 }
 

@@ -138,3 +138,61 @@ async fn a_restarted_control_plane_is_followed_with_a_higher_epoch() {
     wait_routed(&lb).await;
     assert_eq!(metric(&metrics, "ringlb_ring_refused_total").await, 0);
 }
+
+/// The control plane a data plane follows dies: the data plane moves to the
+/// next in its list, serves that one's ring and forwards admin requests to
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_control_plane_is_followed_when_the_current_one_dies() {
+    let mut first = start_control_plane(&["--replicas", "2"]);
+    let second = start_control_plane(&["--replicas", "3"]);
+    let (_dp, lb, metrics) = data_plane(
+        &format!("http://{},http://{}", first.grpc, second.grpc),
+        &format!("{},{}", first.http, second.http),
+    );
+    wait_routed(&lb).await;
+    assert_eq!(
+        rep(&lb).await,
+        ["server-1", "server-2"],
+        "the first of the list"
+    );
+    let (first_epoch, _) = ring(&metrics).await;
+
+    first.proc.kill9();
+    eventually(
+        Duration::from_secs(20),
+        "the data plane to follow the second control plane",
+        || {
+            let metrics = metrics.clone();
+            async move { (ring(&metrics).await.0 != first_epoch).then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(rep(&lb).await, ["server-1", "server-2", "server-3"]);
+    for _ in 0..20 {
+        let reply = get(&lb, "/home").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    assert!(ring(&metrics).await.0 > first_epoch);
+}
+
+/// Two HTTP admin addresses for three gRPC endpoints cannot be paired: the
+/// data plane refuses to start and says why.
+#[test]
+fn admin_addresses_must_pair_with_the_grpc_endpoints() {
+    let out = Command::new(bin("data-plane"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args([
+            "--control-plane-grpc",
+            "http://127.0.0.1:1,http://127.0.0.1:2,http://127.0.0.1:3",
+        ])
+        .args(["--control-plane-http", "127.0.0.1:1,127.0.0.1:2"])
+        .output()
+        .expect("run data-plane");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("2 control plane HTTP addresses for 3 gRPC endpoints"),
+        "{stderr}"
+    );
+}
