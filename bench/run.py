@@ -35,8 +35,11 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # option to poll instead of sleeping between events.
 # "ringlb-before" is the data plane binary given with `--before-bin` (an
 # earlier commit's): a change to the request path measured before and after
-# in one run.
-PROXIES = ["ringlb", "ringlb-before", "ringlb-busy-poll", "ringlb-hyper", "nginx", "haproxy",
+# in one run. "ringlb-2procs" is two data-plane processes sharing one port
+# with `--reuse-port` (the kernel spreads the connections), pinned to the
+# same core as the one-process row: what splitting costs, not what more
+# cores would give.
+PROXIES = ["ringlb", "ringlb-before", "ringlb-busy-poll", "ringlb-hyper", "ringlb-2procs", "nginx", "haproxy",
            "haproxy-busy-polling"]
 WORKLOADS = [("one key (/home)", False), ("spread keys (/k/N)", True)]
 
@@ -246,6 +249,10 @@ def main():
     parser.add_argument("--before-bin", metavar="PATH",
                         help="a data-plane binary built from an earlier commit: measured as the ringlb-before row "
                              "(before/after a change in one run)")
+    parser.add_argument("--section", default="proxies",
+                        help="the RESULTS.md block (between `bench:SECTION` markers) and results/SECTION.json to "
+                             "write (default proxies; give another for a run of a few rows, so that it does not "
+                             "replace the full table)")
     parser.add_argument("--smoke", action="store_true", help="1 round of 1 s, no RESULTS.md update")
     parser.add_argument("--hold", action="store_true",
                         help="start the replicas and the proxies (all but haproxy-busy-polling, which spins when idle), "
@@ -265,10 +272,6 @@ def main():
             args.proxies.insert(1, "ringlb-before")
     elif "ringlb-before" in args.proxies:
         args.proxies.remove("ringlb-before")
-    if args.workers != 1 and "ringlb-busy-poll" in args.proxies:
-        log("--busy-poll needs one data-plane worker: no ringlb-busy-poll row with --workers "
-            f"{args.workers}")
-        args.proxies.remove("ringlb-busy-poll")
     if os.cpu_count() < 2:
         raise SystemExit("the bench pins the proxies and the load to different cores: it needs 2")
     ensure_tools()
@@ -291,8 +294,8 @@ def run(args, tmp, procs):
     admin = f"http://127.0.0.1:{http_port}"
     # Well-mixed hashing for both workloads, like nginx's and HAProxy's.
     http("PUT", f"{admin}/config", '{"request_hash": "xxh3", "vnode_hash": "xxh3", "slots": 4096, "vnodes": 64}')
-    def data_plane(*extra, binary=f"{b}/data-plane"):
-        port = free_port()
+    def data_plane(*extra, binary=f"{b}/data-plane", port=None):
+        port = port or free_port()
         proc = procs.start(["taskset", "-c", "0", binary, "--listen", f"127.0.0.1:{port}",
                             "--control-plane-grpc", f"http://127.0.0.1:{grpc_port}",
                             "--control-plane-http", f"127.0.0.1:{http_port}", "--workers", str(args.workers),
@@ -309,6 +312,13 @@ def run(args, tmp, procs):
         data_planes["ringlb-busy-poll"] = data_plane("--busy-poll", args.busy_poll)
     if "ringlb-hyper" in args.proxies:
         data_planes["ringlb-hyper"] = data_plane("--engine", "hyper")
+    # CPU of every process of a row besides the one in `data_planes`.
+    extra_pids = {}
+    if "ringlb-2procs" in args.proxies:
+        port, first = data_plane("--reuse-port")
+        _, second = data_plane("--reuse-port", port=port)
+        data_planes["ringlb-2procs"] = (port, first)
+        extra_pids["ringlb-2procs"] = [second.pid]
     listed = json.loads(subprocess.run(
         ["grpcurl", "-plaintext", "-d", "{}", f"127.0.0.1:{grpc_port}", "ringlb.v1.ControlPlane/ListReplicas"],
         capture_output=True, text=True, check=True).stdout)
@@ -363,7 +373,7 @@ def run(args, tmp, procs):
             if paused:
                 proc.send_signal(signal.SIGCONT)
                 time.sleep(0.2)
-            pids = [proc.pid] + children(proc.pid)
+            pids = [proc.pid] + children(proc.pid) + extra_pids.get(proxy, [])
             before, ipis = cpu_seconds(pids), wakeup_ipis(0)
             r = wrk(port, spread, duration, args.connections)
             r["cpu_cores"] = (cpu_seconds(pids) - before) / r["seconds"]
@@ -433,22 +443,30 @@ def write_section(name, heading, lines):
 
 def write_results(args, results):
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "proxies.json"), "w") as f:
+    with open(os.path.join(HERE, "results", f"{args.section}.json"), "w") as f:
         json.dump(results, f, indent=2)
     s, mem = results["summary"], results["memory"]
     lines = [
         f"Measured {datetime.date.today().isoformat()} with `make bench` "
         f"(`bench/run.py --duration {args.duration} --rounds {args.rounds} --connections {args.connections} "
-        f"--workers {args.workers}`): each proxy pinned to core 0 (`taskset -c 0`), wrk (`-t2 -c{args.connections}`) "
-        "and the three replicas on core 1, rounds interleaved, medians of the rounds. nginx and HAProxy configs: "
-        "[`nginx.conf.in`](nginx.conf.in), [`haproxy.cfg.in`](haproxy.cfg.in).",
+        f"--workers {args.workers}"
+        + ("" if args.section == "proxies" else f" --proxies {','.join(args.proxies)} --section {args.section}")
+        + f"`): each proxy pinned to core 0 (`taskset -c 0`), wrk (`-t2 -c{args.connections}`) "
+        "and the three replicas on core 1, rounds interleaved, medians of the rounds."
+        + (" nginx and HAProxy configs: [`nginx.conf.in`](nginx.conf.in), [`haproxy.cfg.in`](haproxy.cfg.in)."
+           if {"nginx", "haproxy"} & set(args.proxies) else ""),
         "",
-        ("`ringlb-before` is the data plane built from an earlier commit (`--before-bin`), measured in the same "
-         "run. " if args.before_bin else "") +
-        "`ringlb-busy-poll` is the same data plane with `--busy-poll "
-        f"{args.busy_poll}`; `ringlb-hyper` with `--engine hyper` (hyper serves every connection); "
-        "`haproxy-busy-polling` is HAProxy's config with `busy-polling` (it polls even when idle, so it is "
-        "paused outside its own turns).",
+        " ".join(text for row, text in (
+            ("ringlb-before", "`ringlb-before` is the data plane built from an earlier commit (`--before-bin`), "
+                              "measured in the same run."),
+            ("ringlb-busy-poll", f"`ringlb-busy-poll` is the same data plane with `--busy-poll {args.busy_poll}`."),
+            ("ringlb-hyper", "`ringlb-hyper` is the same data plane with `--engine hyper` (hyper serves every "
+                             "connection)."),
+            ("ringlb-2procs", "`ringlb-2procs` is two data-plane processes on one port with `--reuse-port`, both "
+                              "on core 0 (its CPU is the sum of both)."),
+            ("haproxy-busy-polling", "`haproxy-busy-polling` is HAProxy's config with `busy-polling` (it polls even "
+                                     "when idle, so it is paused outside its own turns)."),
+        ) if row in args.proxies),
         "",
         "| workload | proxy | req/s | p50 | p99 | p99.9 | errors | CPU (cores) | CPU per request | "
         "wake-up IPIs to core 0 per 1k requests | "
@@ -472,7 +490,8 @@ def write_results(args, results):
         f"Data plane memory (VmRSS): {mem['idle_rss_kb'] / 1024:.1f} MB idle, "
         f"{mem['rss_1000_connections_kb'] / 1024:.1f} MB holding 1,000 open client connections.",
     ]
-    write_section("proxies", "Proxies side by side", lines)
+    heading = "Proxies side by side" if args.section == "proxies" else f"Bench rows: {args.section}"
+    write_section(args.section, heading, lines)
 
 
 if __name__ == "__main__":

@@ -85,7 +85,8 @@ impl ControlPlane for ControlPlaneService {
         &self,
         _request: Request<v1::ListReplicasRequest>,
     ) -> Result<Response<v1::ReplicaSet>, Status> {
-        Ok(Response::new((&*self.manager.current()).into()))
+        let epoch = self.manager.epoch().get();
+        Ok(Response::new(self.manager.current().replica_set(epoch)))
     }
 
     async fn add_replicas(
@@ -103,7 +104,7 @@ impl ControlPlane for ControlPlaneService {
             max,
         )?;
         let state = self.manager.add(scale).await.map_err(status_of)?;
-        Ok(Response::new((&*state).into()))
+        Ok(Response::new(state.replica_set(self.manager.epoch().get())))
     }
 
     async fn remove_replicas(
@@ -121,7 +122,7 @@ impl ControlPlane for ControlPlaneService {
             max,
         )?;
         let state = self.manager.remove(scale).await.map_err(status_of)?;
-        Ok(Response::new((&*state).into()))
+        Ok(Response::new(state.replica_set(self.manager.epoch().get())))
     }
 
     type WatchRingStream = SnapshotStream;
@@ -130,15 +131,23 @@ impl ControlPlane for ControlPlaneService {
         &self,
         request: Request<v1::WatchRingRequest>,
     ) -> Result<Response<Self::WatchRingStream>, Status> {
-        let subscriber = request.into_inner().subscriber;
+        let v1::WatchRingRequest { subscriber, epoch } = request.into_inner();
+        if !subscriber.is_empty() {
+            // Before the first snapshot: it must not order before the ring
+            // this data plane serves (see `crate::epoch`).
+            self.manager.epoch().raise_above(epoch);
+        }
         let registration =
             (!subscriber.is_empty()).then(|| self.manager.subscribers().register(&subscriber));
+        let manager = self.manager.clone();
         let stream = WatchStream::new(self.manager.watch())
             .map(move |state| {
                 // The registration lives as long as the stream: when the data
                 // plane hangs up, tonic drops the stream and it deregisters.
                 let _keep = &registration;
-                Ok(v1::RingSnapshot::from(&*state))
+                // Read per snapshot: the epoch only grows, so (epoch,
+                // version) grows along the stream.
+                Ok(state.snapshot(manager.epoch().get()))
             })
             .take_until(self.stop.clone().cancelled_owned());
         Ok(Response::new(Box::pin(stream)))
@@ -179,7 +188,7 @@ impl ControlPlane for ControlPlaneService {
             .set_config(|base| patch.apply_to(base))
             .await
             .map_err(status_of)?;
-        Ok(Response::new((&*state).into()))
+        Ok(Response::new(state.snapshot(self.manager.epoch().get())))
     }
 }
 

@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod epoch;
 pub mod error;
 pub mod grpc;
 pub mod health;

@@ -12,6 +12,7 @@ use ringlb_ring::{RingConfig, RingError};
 use tokio::sync::{Mutex, watch};
 
 use crate::backend::Backend;
+use crate::epoch::Epoch;
 use crate::error::ManagerError;
 use crate::health::Prober;
 use crate::names;
@@ -77,6 +78,8 @@ pub struct Manager {
     /// is under way coalesce into the next heartbeat round's.
     desired: Mutex<usize>,
     state: watch::Sender<SharedState>,
+    /// Orders this control plane's ring versions after earlier ones.
+    epoch: Epoch,
     subscribers: Arc<Subscribers>,
     next_id: AtomicU64,
     /// The weights of failed replicas not yet replaced: their replacements
@@ -101,6 +104,7 @@ impl Manager {
             prober,
             desired: Mutex::new(0),
             state: watch::channel(Arc::new(initial)).0,
+            epoch: Epoch::from_clock(),
             subscribers: Arc::new(Subscribers::default()),
             next_id: AtomicU64::new(1),
             lost_weights: std::sync::Mutex::new(Vec::new()),
@@ -119,6 +123,11 @@ impl Manager {
     /// Every published state, current first.
     pub fn watch(&self) -> watch::Receiver<SharedState> {
         self.state.subscribe()
+    }
+
+    /// The epoch of every version this control plane publishes.
+    pub fn epoch(&self) -> &Epoch {
+        &self.epoch
     }
 
     pub fn subscribers(&self) -> &Arc<Subscribers> {

@@ -1,5 +1,5 @@
-//! The control plane's Prometheus text: ring version, replicas, data
-//! planes, lifecycle counters, replica weights.
+//! The control plane's Prometheus text: ring version and epoch, replicas,
+//! data planes, lifecycle counters, replica weights.
 
 use crate::manager::Manager;
 
@@ -18,6 +18,11 @@ pub fn render(manager: &Manager) -> String {
             "ringlb_ring_version",
             "Ring version published.",
             state.version,
+        ),
+        gauge(
+            "ringlb_ring_epoch",
+            "Epoch of the ring versions published (start time in Unix ms, raised above later epochs data planes report).",
+            manager.epoch().get(),
         ),
         gauge(
             "ringlb_replicas",

@@ -94,22 +94,25 @@ impl From<&Replica> for v1::Replica {
     }
 }
 
-impl From<&RingState> for v1::RingSnapshot {
-    fn from(s: &RingState) -> Self {
+impl RingState {
+    /// This version as a snapshot of epoch `epoch` (the control plane's,
+    /// [`crate::epoch::Epoch`]).
+    pub fn snapshot(&self, epoch: u64) -> v1::RingSnapshot {
         v1::RingSnapshot {
-            version: s.version,
-            config: Some((&s.config).into()),
-            replicas: s.replicas.iter().map(Into::into).collect(),
+            version: self.version,
+            config: Some((&self.config).into()),
+            replicas: self.replicas.iter().map(Into::into).collect(),
+            epoch,
         }
     }
-}
 
-impl From<&RingState> for v1::ReplicaSet {
-    fn from(s: &RingState) -> Self {
+    /// The replica set of this version, of epoch `epoch`.
+    pub fn replica_set(&self, epoch: u64) -> v1::ReplicaSet {
         v1::ReplicaSet {
-            n: s.replicas.len() as u32,
-            replicas: s.replicas.iter().map(Into::into).collect(),
-            version: s.version,
+            n: self.replicas.len() as u32,
+            replicas: self.replicas.iter().map(Into::into).collect(),
+            version: self.version,
+            epoch,
         }
     }
 }

@@ -19,6 +19,10 @@
 //! gaps between requests, are what the window must cover.
 //!
 //! Per request the cost is two plain memory accesses ([`Activity::touch`]).
+//!
+//! With `--workers N` every worker is such a single-threaded runtime, with
+//! an [`Activity`] and a spinner of its own: a request touches only its
+//! worker's, so one busy worker does not keep the others spinning.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +34,7 @@ use tokio::sync::Notify;
 #[derive(Debug, thiserror::Error)]
 pub enum BusyPollError {
     #[error(
-        "busy polling needs the single-threaded runtime (--workers 1): a spinner on a \
+        "busy polling needs single-threaded runtimes (--workers N): a spinner on a \
          multi-threaded runtime keeps one worker busy and the others asleep"
     )]
     NotCurrentThread,

@@ -237,11 +237,12 @@ pub(crate) async fn drive<E: Exchange>(
 /// `/rep`, `/add`, `/rm`: to the control plane, once and untimed (an `/add`
 /// waits for new replicas and for every data plane).
 async fn admin<E: Exchange>(shared: &Shared, exchange: &mut E) -> Outcome<E::Answer> {
-    match exchange.attempt(&shared.admin).await {
+    let control_plane = shared.admin.pools();
+    match exchange.attempt(control_plane).await {
         Ok(answer) => Outcome::Forward(answer),
         Err(e) if e.side() == Side::Client => Outcome::Abort(e),
         Err(e) => Outcome::Refuse(
-            Refusal::control_plane_unreachable(shared.admin.authority(), &e),
+            Refusal::control_plane_unreachable(control_plane.authority(), &e),
             None,
         ),
     }
@@ -276,10 +277,11 @@ async fn route<E: Exchange>(
         count = attempt + 1;
         upstream.stats.requests.fetch_add(1, Ordering::Relaxed);
         let in_flight = balance::InFlight::start(&upstream.stats);
-        let result = match tokio::time::timeout(timeout, exchange.attempt(&upstream.pools)).await {
+        let pools = upstream.pools(shared.worker);
+        let result = match tokio::time::timeout(timeout, exchange.attempt(pools)).await {
             Ok(result) => result,
             Err(_) => Err(AttemptError::Timeout {
-                authority: upstream.pools.authority().clone(),
+                authority: pools.authority().clone(),
                 after: timeout,
             }),
         };

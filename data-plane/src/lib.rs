@@ -1,8 +1,9 @@
 //! The data plane of ringlb: a consistent-hashing HTTP proxy.
 //!
 //! It subscribes to the control plane's ring stream over gRPC
-//! (`subscriber`), compiles every snapshot into a routing table swapped in
-//! atomically (`table`), and serves clients with one of two engines:
+//! (`subscriber`; one of several control planes at a time), compiles every
+//! snapshot into a routing table swapped in atomically (`table`), and serves
+//! clients with one of two engines:
 //!
 //! - **fast** (the default): the data plane's own HTTP/1.1 engine, which
 //!   forwards a request straight from its read buffer to a pooled replica
@@ -19,7 +20,9 @@
 //! in one module.
 //!
 //! Source layout: `config` (every limit and default), `server` (accept,
-//! connection limit, drain), `driver` (the policy), `error` (why an attempt
+//! connection limit, drain; one runtime, or a worker per `SO_REUSEPORT`
+//! listener), `subscriber` (the ring stream: several control planes, order
+//! by epoch and version), `driver` (the policy), `error` (why an attempt
 //! failed), `rules` (the RFC rules), `pool` (connections to upstreams),
 //! `engine::fast` (heads, framing, relay, connection loop) and
 //! `engine::hyper`.

@@ -26,14 +26,26 @@ struct Args {
     #[arg(long, env = "RINGLB_LISTEN", default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
 
-    /// The control plane's gRPC endpoint (ring stream).
-    #[arg(long, env = "RINGLB_CONTROL_PLANE_GRPC", default_value = server::DEFAULT_CONTROL_PLANE_GRPC)]
-    control_plane_grpc: String,
+    /// Set SO_REUSEPORT on the listening socket, so that several data-plane
+    /// processes (each started with it) share --listen and the kernel
+    /// spreads new connections over them (nginx's `reuseport`, Envoy's
+    /// `enable_reuse_port`). Implied for the listeners of --workers N > 1.
+    #[arg(long, env = "RINGLB_REUSE_PORT")]
+    reuse_port: bool,
 
-    /// The control plane's HTTP admin address (host:port) that /rep, /add and
-    /// /rm are forwarded to.
-    #[arg(long, env = "RINGLB_CONTROL_PLANE_HTTP", default_value = server::DEFAULT_CONTROL_PLANE_HTTP)]
-    control_plane_http: String,
+    /// The control plane's gRPC endpoint (ring stream); several, separated
+    /// by commas, to follow one at a time and move to the next when it
+    /// fails (like Envoy's list of management servers). Rings are ordered
+    /// by (epoch, version) across all of them: an older one is not applied.
+    #[arg(long, env = "RINGLB_CONTROL_PLANE_GRPC", value_delimiter = ',', default_value = server::DEFAULT_CONTROL_PLANE_GRPC)]
+    control_plane_grpc: Vec<String>,
+
+    /// The control plane's HTTP admin address (host:port) that /rep, /add
+    /// and /rm are forwarded to. With several gRPC endpoints: one address
+    /// for all, or one per endpoint in the same order (comma-separated),
+    /// and admin requests go to the control plane whose ring is in force.
+    #[arg(long, env = "RINGLB_CONTROL_PLANE_HTTP", value_delimiter = ',', default_value = server::DEFAULT_CONTROL_PLANE_HTTP)]
+    control_plane_http: Vec<String>,
 
     /// Address of the Prometheus /metrics endpoint; off unless given.
     #[arg(long, env = "RINGLB_METRICS_LISTEN")]
@@ -53,40 +65,46 @@ struct Args {
     #[arg(long, env = "RINGLB_ENGINE", default_value = Engine::default().name())]
     engine: Engine,
 
-    /// Runtime worker threads (default: one per core). With 1, a
-    /// single-threaded runtime is used: no work stealing, no cross-thread
-    /// wake-ups (the fastest choice for a data plane pinned to one core).
-    #[arg(long, env = "RINGLB_WORKERS")]
-    workers: Option<usize>,
+    /// Workers: N threads, each running a single-threaded runtime with its
+    /// own SO_REUSEPORT listener on --listen, serving the connections it
+    /// accepts to their end (no work stealing, no cross-thread wake-ups;
+    /// the kernel spreads connections over them). With 1, one
+    /// single-threaded runtime on the main thread (the fastest choice for a
+    /// data plane pinned to one core). Without the flag: one multi-threaded
+    /// work-stealing runtime, a thread per core. All workers share one ring
+    /// subscription, the counters and --max-connections.
+    #[arg(long, env = "RINGLB_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
 
     /// Busy polling: after each request keep polling for new events for this
     /// long (e.g. `50us`) instead of sleeping, so the cores sending to the
     /// data plane do not pay to wake it (worth several percent of req/s when
     /// the clients' or replicas' cores are the bottleneck; see
-    /// bench/RESULTS.md). Costs up to one core under load and nothing once
-    /// idle for that long. Needs `--workers 1`. Off by default (or 0).
+    /// bench/RESULTS.md). Costs up to one core per worker under load and
+    /// nothing once idle for that long. Needs --workers (any N: each worker
+    /// spins on its own). Off by default (or 0).
     #[arg(long, env = "RINGLB_BUSY_POLL", value_parser = humantime::parse_duration)]
     busy_poll: Option<std::time::Duration>,
 
     /// Print `ready <addr>` on stdout once listening (for scripts and tests
-    /// that bind port 0).
+    /// that bind port 0), after `metrics <addr>` if --metrics-listen is on.
     #[arg(long)]
     announce: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.busy_poll.is_some_and(|window| !window.is_zero()) && args.workers != Some(1) {
-        anyhow::bail!("--busy-poll needs --workers 1 (busy polling keeps one thread awake)");
+    if args.busy_poll.is_some_and(|window| !window.is_zero()) && args.workers.is_none() {
+        anyhow::bail!(
+            "--busy-poll needs --workers N (single-threaded runtimes: a spinner keeps its \
+             worker's thread awake, which a work-stealing runtime cannot honour)"
+        );
     }
     ringlb_rt::init_tracing("info");
+    // With --workers N > 1 this runtime runs the ring subscription and the
+    // metrics endpoint only; each worker builds its own.
     let mut runtime = match args.workers {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(workers) => {
-            let mut multi = tokio::runtime::Builder::new_multi_thread();
-            multi.worker_threads(workers.max(1));
-            multi
-        }
+        Some(_) => tokio::runtime::Builder::new_current_thread(),
         None => tokio::runtime::Builder::new_multi_thread(),
     };
     runtime
@@ -96,10 +114,17 @@ fn main() -> anyhow::Result<()> {
         .block_on(serve(args))
 }
 
+/// Where clients are accepted: one listener on this runtime, or one per
+/// worker.
+enum Listeners {
+    One(tokio::net::TcpListener),
+    Workers(Vec<std::net::TcpListener>),
+}
+
 async fn serve(args: Args) -> anyhow::Result<()> {
     let mut builder = DataPlane::builder()
-        .control_plane_grpc(args.control_plane_grpc.clone())
-        .control_plane_http(args.control_plane_http.clone())
+        .control_planes_grpc(args.control_plane_grpc.clone())
+        .control_planes_http(args.control_plane_http.clone())
         .limits(args.limits.into())
         .engine(args.engine)
         .busy_poll(args.busy_poll);
@@ -109,10 +134,22 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let data_plane = builder
         .build()
         .context("invalid data plane configuration")?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let local = listener.local_addr()?;
+    let cannot_listen = || format!("cannot listen on {}", args.listen);
+    let (listeners, local) = match args.workers {
+        Some(workers) if workers > 1 => {
+            let listeners = ringlb_rt::listen_many(args.listen, usize::from(workers))
+                .with_context(cannot_listen)?;
+            let local = listeners[0].local_addr()?;
+            (Listeners::Workers(listeners), local)
+        }
+        _ => {
+            let listener = ringlb_rt::listen(args.listen, args.reuse_port)
+                .and_then(tokio::net::TcpListener::from_std)
+                .with_context(cannot_listen)?;
+            let local = listener.local_addr()?;
+            (Listeners::One(listener), local)
+        }
+    };
     // Told when the data plane stops, so that the metrics server stops too.
     let (stopped, stop_seen) = tokio::sync::watch::channel(false);
     let metrics = match args.metrics_listen {
@@ -120,7 +157,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             let metrics = tokio::net::TcpListener::bind(metrics)
                 .await
                 .with_context(|| format!("cannot listen on {metrics} (metrics)"))?;
-            tracing::info!(addr = %metrics.local_addr()?, "metrics serving");
+            let metrics_addr = metrics.local_addr()?;
+            tracing::info!(addr = %metrics_addr, "metrics serving");
+            if args.announce {
+                println!("metrics {metrics_addr}");
+            }
             let stats = data_plane.stats();
             let render: ringlb_rt::Render = Arc::new(move || stats.render());
             let mut stop_seen = stop_seen.clone();
@@ -133,11 +174,15 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
         None => None,
     };
-    tracing::info!(%local, control_plane = %args.control_plane_grpc, "data plane serving");
+    tracing::info!(%local, control_planes = ?args.control_plane_grpc, workers = ?args.workers, reuse_port = args.reuse_port, "data plane serving");
     if args.announce {
         println!("ready {local}");
     }
-    let served = data_plane.run(listener, ringlb_rt::shutdown_signal()).await;
+    let shutdown = ringlb_rt::shutdown_signal();
+    let served = match listeners {
+        Listeners::One(listener) => data_plane.run(listener, shutdown).await,
+        Listeners::Workers(listeners) => data_plane.run_workers(listeners, shutdown).await,
+    };
     let _ = stopped.send(true);
     if let Some(metrics) = metrics {
         let _ = metrics.await;
@@ -171,7 +216,10 @@ struct LimitArgs {
     #[arg(long, default_value_t = config::DEFAULT_MAX_HEADER_BYTES)]
     max_header_bytes: usize,
 
-    /// Client connections served at once; more wait in the accept queue.
+    /// Client connections this process serves at once, all its workers
+    /// together; more wait in the kernel's accept queue (with --workers N,
+    /// in the queue of the worker's listener the kernel chose). Several
+    /// processes sharing a port (--reuse-port) have a limit each.
     #[arg(long, default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
 

@@ -69,25 +69,40 @@ impl ReplicaPools {
 
 /// The pools of every upstream the routing table knows, kept across ring
 /// versions so that connections survive a membership change.
+///
+/// One set per worker: a connection belongs to the runtime whose reactor
+/// it is registered with (and a hyper client connection to the runtime
+/// its task runs on), so workers of a data plane with `--workers N` never
+/// share one; each routing-table entry holds every worker's pools and a
+/// worker takes its own ([`crate::table::Upstream::pools`]).
 #[derive(Debug)]
 pub struct Pools {
-    by_authority: dashmap::DashMap<Authority, ReplicaPools>,
+    by_authority: dashmap::DashMap<Authority, Arc<[ReplicaPools]>>,
     connect_timeout: Duration,
+    workers: usize,
 }
 
 impl Pools {
-    pub fn new(connect_timeout: Duration) -> Pools {
+    /// Pools for `workers` workers (at least one); new connections get
+    /// `connect_timeout`.
+    pub fn new(connect_timeout: Duration, workers: usize) -> Pools {
         Pools {
             by_authority: dashmap::DashMap::new(),
             connect_timeout,
+            workers: workers.max(1),
         }
     }
 
-    /// The pools of `authority`, created on first use.
-    pub fn get(&self, authority: &Authority) -> ReplicaPools {
+    /// Every worker's pools of `authority` (indexed by worker), created on
+    /// first use.
+    pub fn get(&self, authority: &Authority) -> Arc<[ReplicaPools]> {
         self.by_authority
             .entry(authority.clone())
-            .or_insert_with(|| ReplicaPools::new(authority.clone(), self.connect_timeout))
+            .or_insert_with(|| {
+                (0..self.workers)
+                    .map(|_| ReplicaPools::new(authority.clone(), self.connect_timeout))
+                    .collect()
+            })
             .clone()
     }
 

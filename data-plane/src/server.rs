@@ -1,14 +1,19 @@
 //! The data plane as a server: its builder, the state every connection
-//! shares, and the accept loop (connection limit, drain at shutdown).
+//! shares, and the accept loop (connection limit, drain at shutdown), on
+//! the caller's runtime ([`DataPlane::run`]) or on several single-threaded
+//! runtimes, one per listener ([`DataPlane::run_workers`]).
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use http::uri::Authority;
+use ringlb_proto::RingVersion;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tonic::transport::Endpoint;
 
 use crate::busy_poll::{self, Activity};
 use crate::config::{Engine, Limits, MIN_HEAD_LIMIT};
@@ -23,11 +28,33 @@ pub const DEFAULT_CONTROL_PLANE_HTTP: &str = "127.0.0.1:5100";
 /// The control plane's gRPC endpoint by default.
 pub const DEFAULT_CONTROL_PLANE_GRPC: &str = "http://127.0.0.1:50051";
 
-/// State shared by every connection.
+/// Where admin requests go: the HTTP admin API of the control plane whose
+/// ring is in force (one address per gRPC endpoint, paired by position), or
+/// the one address given for all of them.
+pub(crate) struct Admin {
+    /// One per HTTP address, this worker's connections.
+    pools: Vec<ReplicaPools>,
+    /// Index of the control plane that delivered the ring in force.
+    current: Arc<AtomicUsize>,
+}
+
+impl Admin {
+    /// The pools of the control plane to forward an admin request to.
+    pub(crate) fn pools(&self) -> &ReplicaPools {
+        let current = self.current.load(Ordering::Relaxed);
+        let last = self.pools.len().saturating_sub(1);
+        &self.pools[current.min(last)]
+    }
+}
+
+/// State shared by every connection of one worker (one runtime).
 pub(crate) struct Shared {
     pub(crate) table: Arc<ArcSwapOption<RouteTable>>,
+    /// Which worker this is: the index of its connection pools in every
+    /// routing-table entry.
+    pub(crate) worker: usize,
     /// The control plane's admin API.
-    pub(crate) admin: ReplicaPools,
+    pub(crate) admin: Admin,
     pub(crate) limits: Limits,
     pub(crate) stats: Arc<Stats>,
     pub(crate) engine: Engine,
@@ -55,13 +82,25 @@ pub enum BuildError {
     NoConnections,
     #[error("control plane HTTP address '{0}' is not host:port")]
     AdminAddress(String),
+    #[error("no control plane gRPC endpoint given")]
+    NoControlPlane,
+    #[error("control plane gRPC endpoint '{endpoint}' is not a URI")]
+    GrpcEndpoint {
+        endpoint: String,
+        source: tonic::transport::Error,
+    },
+    #[error(
+        "{http} control plane HTTP addresses for {grpc} gRPC endpoints: give one, or one per \
+         gRPC endpoint in the same order"
+    )]
+    AdminCount { http: usize, grpc: usize },
 }
 
 /// Builds a [`DataPlane`].
 #[derive(Debug, Clone)]
 pub struct DataPlaneBuilder {
-    grpc: String,
-    http: String,
+    grpc: Vec<String>,
+    http: Vec<String>,
     subscriber: Option<String>,
     limits: Limits,
     engine: Engine,
@@ -69,10 +108,22 @@ pub struct DataPlaneBuilder {
 }
 
 impl DataPlaneBuilder {
-    /// The control plane's gRPC endpoint (default
-    /// [`DEFAULT_CONTROL_PLANE_GRPC`]).
+    /// The control plane's gRPC endpoint, a URI such as
+    /// `http://127.0.0.1:50051` (default [`DEFAULT_CONTROL_PLANE_GRPC`]).
     pub fn control_plane_grpc(mut self, endpoint: impl Into<String>) -> Self {
-        self.grpc = endpoint.into();
+        self.grpc = vec![endpoint.into()];
+        self
+    }
+
+    /// Several control planes' gRPC endpoints: the data plane follows one
+    /// at a time and moves to the next (cycling) when it fails, the way
+    /// Envoy cycles through an `ApiConfigSource`'s `grpc_services`. Ring
+    /// snapshots are ordered by (epoch, version) across all of them.
+    pub fn control_planes_grpc<S: Into<String>>(
+        mut self,
+        endpoints: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.grpc = endpoints.into_iter().map(Into::into).collect();
         self
     }
 
@@ -80,7 +131,18 @@ impl DataPlaneBuilder {
     /// [`DEFAULT_CONTROL_PLANE_HTTP`]), where `/rep`, `/add` and `/rm` are
     /// forwarded.
     pub fn control_plane_http(mut self, address: impl Into<String>) -> Self {
-        self.http = address.into();
+        self.http = vec![address.into()];
+        self
+    }
+
+    /// The HTTP admin addresses of several control planes: one per gRPC
+    /// endpoint, in the same order (admin requests then go to the control
+    /// plane whose ring is in force), or a single one for all.
+    pub fn control_planes_http<S: Into<String>>(
+        mut self,
+        addresses: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.http = addresses.into_iter().map(Into::into).collect();
         self
     }
 
@@ -123,10 +185,33 @@ impl DataPlaneBuilder {
         if limits.max_connections == 0 {
             return Err(BuildError::NoConnections);
         }
+        if self.grpc.is_empty() {
+            return Err(BuildError::NoControlPlane);
+        }
+        if self.http.len() != 1 && self.http.len() != self.grpc.len() {
+            return Err(BuildError::AdminCount {
+                http: self.http.len(),
+                grpc: self.grpc.len(),
+            });
+        }
         let admin = self
             .http
-            .parse::<Authority>()
-            .map_err(|_| BuildError::AdminAddress(self.http.clone()))?;
+            .iter()
+            .map(|http| {
+                http.parse::<Authority>()
+                    .map_err(|_| BuildError::AdminAddress(http.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let endpoints = self
+            .grpc
+            .iter()
+            .map(|endpoint| {
+                Endpoint::from_shared(endpoint.clone()).map_err(|source| BuildError::GrpcEndpoint {
+                    endpoint: endpoint.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let subscriber = self.subscriber.unwrap_or_else(|| {
             format!(
                 "data-plane-{}-{:04x}",
@@ -136,42 +221,83 @@ impl DataPlaneBuilder {
         });
         let table = Arc::new(ArcSwapOption::empty());
         let stats = Arc::new(Stats::default());
-        let (applied, _) = watch::channel(0);
+        let (applied, _) = watch::channel(RingVersion::default());
+        let current = Arc::new(AtomicUsize::new(0));
         let subscription = Subscription {
-            endpoint: self.grpc,
+            endpoints,
             subscriber,
             table: table.clone(),
             stats: stats.clone(),
-            pools: Arc::new(Pools::new(limits.upstream_connect_timeout)),
+            pools: Arc::new(Pools::new(limits.upstream_connect_timeout, 1)),
             applied,
             draining: Default::default(),
+            current: current.clone(),
         };
         Ok(DataPlane {
-            shared: Arc::new(Shared {
+            parts: Parts {
                 table,
-                admin: ReplicaPools::new(admin, limits.upstream_connect_timeout),
+                admin,
+                current,
                 limits,
                 stats,
                 engine: self.engine,
-                hyper: engine::hyper::Server::new(&limits),
-                activity: self.busy_poll.map(|window| Arc::new(Activity::new(window))),
-            }),
+                busy_poll: self.busy_poll,
+            },
             subscription,
         })
     }
 }
 
-/// A data plane, ready to [`run`](DataPlane::run).
+/// What each worker's [`Shared`] is made of: the routing table, counters
+/// and settings common to all, connections and busy polling per worker.
+struct Parts {
+    table: Arc<ArcSwapOption<RouteTable>>,
+    admin: Vec<Authority>,
+    current: Arc<AtomicUsize>,
+    limits: Limits,
+    stats: Arc<Stats>,
+    engine: Engine,
+    busy_poll: Option<Duration>,
+}
+
+impl Parts {
+    fn shared(&self, worker: usize) -> Arc<Shared> {
+        let timeout = self.limits.upstream_connect_timeout;
+        Arc::new(Shared {
+            table: self.table.clone(),
+            worker,
+            admin: Admin {
+                pools: self
+                    .admin
+                    .iter()
+                    .map(|authority| ReplicaPools::new(authority.clone(), timeout))
+                    .collect(),
+                current: self.current.clone(),
+            },
+            limits: self.limits,
+            stats: self.stats.clone(),
+            engine: self.engine,
+            hyper: engine::hyper::Server::new(&self.limits),
+            activity: self.busy_poll.map(|window| Arc::new(Activity::new(window))),
+        })
+    }
+}
+
+/// A data plane, ready to [`run`](DataPlane::run) on the caller's runtime
+/// or [`run_workers`](DataPlane::run_workers) on runtimes of its own.
 pub struct DataPlane {
-    shared: Arc<Shared>,
+    parts: Parts,
     subscription: Subscription,
 }
 
 impl DataPlane {
+    /// A builder with every default: one control plane at
+    /// [`DEFAULT_CONTROL_PLANE_GRPC`] and [`DEFAULT_CONTROL_PLANE_HTTP`],
+    /// [`Limits::default`], the fast engine, no busy polling.
     pub fn builder() -> DataPlaneBuilder {
         DataPlaneBuilder {
-            grpc: DEFAULT_CONTROL_PLANE_GRPC.into(),
-            http: DEFAULT_CONTROL_PLANE_HTTP.into(),
+            grpc: vec![DEFAULT_CONTROL_PLANE_GRPC.into()],
+            http: vec![DEFAULT_CONTROL_PLANE_HTTP.into()],
             subscriber: None,
             limits: Limits::default(),
             engine: Engine::default(),
@@ -179,19 +305,20 @@ impl DataPlane {
         }
     }
 
-    /// The ring version in force (0 until the first snapshot).
-    pub fn applied_version(&self) -> watch::Receiver<u64> {
+    /// The ring in force: its (epoch, version), 0.0 until the first
+    /// snapshot.
+    pub fn applied_ring(&self) -> watch::Receiver<RingVersion> {
         self.subscription.applied.subscribe()
     }
 
     /// The data plane's counters.
     pub fn stats(&self) -> Arc<Stats> {
-        self.shared.stats.clone()
+        self.parts.stats.clone()
     }
 
     /// Watch the ring and proxy requests accepted on `listener` until
     /// `shutdown` resolves; then drain open connections (at most
-    /// [`Limits::drain_timeout`]).
+    /// [`Limits::drain_timeout`]). Everything runs on the caller's runtime.
     ///
     /// # Errors
     /// With busy polling on, at once unless called on a current-thread
@@ -201,7 +328,8 @@ impl DataPlane {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let spinner = match &self.shared.activity {
+        let shared = self.parts.shared(0);
+        let spinner = match &shared.activity {
             Some(activity) => {
                 busy_poll::check_runtime().map_err(std::io::Error::other)?;
                 Some(tokio::spawn(busy_poll::spin(activity.clone())))
@@ -209,34 +337,175 @@ impl DataPlane {
             None => None,
         };
         let watcher = tokio::spawn(self.subscription.run());
-        serve(listener, self.shared, shutdown).await;
+        let limits = self.parts.limits;
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let (stop, stopped) = watch::channel(false);
+        accept_loop(listener, shared, slots.clone(), stopped, shutdown).await;
+        let _ = stop.send(true);
+        drain(&slots, &limits).await;
         watcher.abort();
         if let Some(spinner) = spinner {
             spinner.abort();
         }
         Ok(())
     }
+
+    /// Serve with one worker per listener, each on a thread of its own
+    /// running a single-threaded (current-thread) runtime, until `shutdown`
+    /// resolves; then drain as [`run`](DataPlane::run) does.
+    ///
+    /// The listeners are meant to share one address with `SO_REUSEPORT`
+    /// ([`ringlb_rt::listen_many`]), so that the kernel spreads connections
+    /// over the workers; a worker serves every connection it accepts to its
+    /// end (no work stealing, no cross-thread wake-ups on the request path).
+    /// This is Envoy's worker model (`--concurrency`, a listener per worker
+    /// with `enable_reuse_port`) and nginx's `reuseport`. What the workers
+    /// share: the one ring subscription (run on the caller's runtime), the
+    /// routing table (a lock-free snapshot), the counters, and the
+    /// connection limit: at most [`Limits::max_connections`] client
+    /// connections across all workers together. Each worker has its own
+    /// connections to replicas and control plane, and with busy polling
+    /// its own spinner.
+    ///
+    /// # Errors
+    /// `InvalidInput` without a listener; a worker whose thread or runtime
+    /// cannot be started, or whose listener cannot join its runtime (then
+    /// the others stop too).
+    pub async fn run_workers(
+        mut self,
+        listeners: Vec<std::net::TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        if listeners.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "no listener to serve",
+            ));
+        }
+        let limits = self.parts.limits;
+        self.subscription.pools =
+            Arc::new(Pools::new(limits.upstream_connect_timeout, listeners.len()));
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let (stop, stopped) = watch::channel(false);
+        // Each worker reports once, when its runtime is done.
+        let (done, mut finished) = mpsc::unbounded_channel::<std::io::Result<()>>();
+        let mut started = 0;
+        let mut failure = None;
+        for (worker, listener) in listeners.into_iter().enumerate() {
+            let spawned = spawn_worker(
+                worker,
+                listener,
+                self.parts.shared(worker),
+                slots.clone(),
+                stopped.clone(),
+                done.clone(),
+            );
+            match spawned {
+                Ok(()) => started += 1,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(done);
+        let watcher = tokio::spawn(self.subscription.run());
+        if failure.is_none() {
+            tokio::select! {
+                () = shutdown => {}
+                Some(result) = finished.recv() => {
+                    started -= 1;
+                    failure = result.err().or_else(|| Some(std::io::Error::other("a worker stopped")));
+                }
+            }
+        }
+        let _ = stop.send(true);
+        for _ in 0..started {
+            match finished.recv().await {
+                Some(Err(e)) if failure.is_none() => failure = Some(e),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        watcher.abort();
+        failure.map_or(Ok(()), Err)
+    }
 }
 
-/// Accept connections (at most `max_connections` at once; more wait in the
-/// kernel's accept queue) and serve each on its own task with the chosen
-/// engine; at shutdown stop accepting and wait for the open ones.
-async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
-    let max_connections = shared.limits.max_connections;
-    // At shutdown, every permit back means every connection ended.
-    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
-    let (stop, stopped) = watch::channel(false);
+/// Start worker `worker` on a thread of its own: a current-thread runtime
+/// serving `listener` until `stopped` turns true, then draining; it sends
+/// its outcome on `done` when its runtime is gone.
+///
+/// # Errors
+/// The runtime or the thread could not be created.
+fn spawn_worker(
+    worker: usize,
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    stopped: watch::Receiver<bool>,
+    done: mpsc::UnboundedSender<std::io::Result<()>>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name(format!("ringlb-worker-{worker}"))
+        .spawn(move || {
+            let limits = shared.limits;
+            let served = runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener)?;
+                let spinner = shared
+                    .activity
+                    .clone()
+                    .map(|activity| tokio::spawn(busy_poll::spin(activity)));
+                let shutdown = {
+                    let mut stopped = stopped.clone();
+                    async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    }
+                };
+                accept_loop(listener, shared, slots.clone(), stopped, shutdown).await;
+                // Stay up while the connections on this runtime finish.
+                drain(&slots, &limits).await;
+                if let Some(spinner) = spinner {
+                    spinner.abort();
+                }
+                Ok(())
+            });
+            drop(runtime);
+            let _ = done.send(served);
+        })?;
+    Ok(())
+}
+
+/// Accept connections and serve each on its own task with the chosen
+/// engine, until `shutdown` resolves; connections are told to finish
+/// through `stopped`. A connection is served once it holds a slot of the
+/// connection limit (`slots`, shared by every worker). A worker takes its
+/// slot after accepting, not before: a slot that frees then goes to a
+/// worker that has a connection waiting for it, never to one idle in
+/// `accept` while a connection waits in another worker's queue. So past
+/// the limit each worker holds at most one accepted connection, unserved
+/// until a slot frees, and the rest wait in its listener's accept queue.
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    stopped: watch::Receiver<bool>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
+        let (stream, peer) = tokio::select! {
+            accepted = ringlb_rt::accept(&listener) => accepted,
+            () = &mut shutdown => break,
+        };
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break,
             },
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = ringlb_rt::accept(&listener) => accepted,
             () = &mut shutdown => break,
         };
         let shared = shared.clone();
@@ -253,17 +522,19 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future
             drop(permit);
         });
     }
-    drop(listener);
-    let _ = stop.send(true);
-    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
-    let drain = shared.limits.drain_timeout;
-    if tokio::time::timeout(drain, slots.acquire_many(all))
-        .await
-        .is_err()
-    {
-        tracing::warn!(
+}
+
+/// Wait until every slot of `slots` is back, i.e. every client connection
+/// (of every worker) ended, for at most [`Limits::drain_timeout`].
+async fn drain(slots: &Semaphore, limits: &Limits) {
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let drain = limits.drain_timeout;
+    match tokio::time::timeout(drain, slots.acquire_many(all)).await {
+        // Given back at once: another worker may be waiting for them too.
+        Ok(permits) => drop(permits),
+        Err(_) => tracing::warn!(
             ?drain,
             "client connections still open after the drain timeout"
-        );
+        ),
     }
 }

@@ -123,6 +123,10 @@ pub struct Stats {
     /// Slow start: requests sent past an owner that was still ramping up.
     pub slow_start_skips: AtomicU64,
     epoch: Epoch,
+    /// The epoch of the ring in force (its control plane's).
+    pub ring_epoch: AtomicU64,
+    /// Ring snapshots refused as older than the ring in force.
+    pub refused: AtomicU64,
 }
 
 impl Stats {
@@ -197,10 +201,20 @@ impl Stats {
             "Requests sent past an owner still in its slow-start window.",
             self.slow_start_skips.load(Ordering::Relaxed),
         );
+        counter(
+            "ringlb_ring_refused_total",
+            "Ring snapshots refused as older (epoch, version) than the ring in force.",
+            self.refused.load(Ordering::Relaxed),
+        );
         let _ = writeln!(
             out,
             "# HELP ringlb_ring_version Ring version in force.\n# TYPE ringlb_ring_version gauge\nringlb_ring_version {}",
             self.ring_version.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ringlb_ring_epoch Epoch of the ring in force (its control plane's; versions are ordered by epoch first).\n# TYPE ringlb_ring_epoch gauge\nringlb_ring_epoch {}",
+            self.ring_epoch.load(Ordering::Relaxed)
         );
         let mut upstreams: Vec<_> = self
             .upstreams

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use http::uri::Authority;
-use ringlb_proto::v1;
+use ringlb_proto::{RingVersion, v1};
 use ringlb_ring::{KeySource, Ring, RingConfig};
 
 use crate::balance::Balancing;
@@ -17,15 +17,25 @@ use crate::stats::{NOT_JOINED, Stats, UpstreamStats};
 #[derive(Debug)]
 pub struct Upstream {
     pub name: String,
-    /// Its connections, one pool per engine.
-    pub pools: ReplicaPools,
+    /// Its connections, one pool per engine, for each worker (indexed by
+    /// worker; see [`Pools`]).
+    pub pools: Arc<[ReplicaPools]>,
     pub stats: Arc<UpstreamStats>,
+}
+
+impl Upstream {
+    /// The pools of worker `worker` (the first worker's if out of range).
+    #[inline]
+    pub fn pools(&self, worker: usize) -> &ReplicaPools {
+        self.pools.get(worker).unwrap_or(&self.pools[0])
+    }
 }
 
 /// One ring version, ready for routing.
 #[derive(Debug)]
 pub struct RouteTable {
-    pub version: u64,
+    /// The snapshot's (epoch, version).
+    pub version: RingVersion,
     pub ring: Ring,
     /// Indexed like the ring's members.
     pub upstreams: Vec<Upstream>,
@@ -111,9 +121,13 @@ impl RouteTable {
             })
             .collect::<Result<Vec<_>, SnapshotError>>()?;
         stats.retain(|name| upstreams.iter().any(|u| u.name == name));
-        pools.retain(|authority| upstreams.iter().any(|u| u.pools.authority() == authority));
+        pools.retain(|authority| {
+            upstreams
+                .iter()
+                .any(|u| u.pools(0).authority() == authority)
+        });
         Ok(RouteTable {
-            version,
+            version: snapshot.ring_version(),
             ring,
             upstreams,
             key_source: config.key_source,

@@ -16,18 +16,68 @@ async fn cpu_during(pid: u32, wall: Duration) -> f64 {
 }
 
 #[test]
-fn busy_polling_needs_the_single_threaded_runtime() {
-    for workers in [None, Some("2")] {
-        let mut cmd = Command::new(bin("data-plane"));
-        cmd.args(["--listen", "127.0.0.1:0", "--busy-poll", "50us"]);
-        if let Some(workers) = workers {
-            cmd.args(["--workers", workers]);
-        }
-        let out = cmd.output().expect("run data-plane");
-        assert!(!out.status.success(), "started with workers {workers:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("--busy-poll needs --workers 1"), "{stderr}");
+fn busy_polling_needs_single_threaded_workers() {
+    let out = Command::new(bin("data-plane"))
+        .args(["--listen", "127.0.0.1:0", "--busy-poll", "50us"])
+        .output()
+        .expect("run data-plane");
+    assert!(
+        !out.status.success(),
+        "started on the work-stealing runtime"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--busy-poll needs --workers N"), "{stderr}");
+}
+
+/// The names of the threads of process `pid`.
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// `--workers 2 --busy-poll`: two single-threaded workers, each with its
+/// own listener and spinner; the data plane starts, serves every request
+/// (each on a fresh connection, so both listeners get some), polls, and
+/// stops on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_busy_polling_workers_serve() {
+    let system = System::start(&[]).await;
+    let cp = &system.control_plane;
+    let dp = start_data_plane(&cp.grpc, &cp.http, &["--workers", "2", "--busy-poll", "3s"]);
+    wait_routed(&dp.addr).await;
+    let workers: Vec<String> = thread_names(dp.proc.pid())
+        .into_iter()
+        .filter(|name| name.starts_with("ringlb-worker-"))
+        .collect();
+    assert_eq!(workers, ["ringlb-worker-0", "ringlb-worker-1"]);
+    for _ in 0..100 {
+        let reply = get(&dp.addr, "/home").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert!(reply.text().contains("Hello from Server: "));
     }
+    // Generous, as above: a spinning worker takes most of a core.
+    let spinning = cpu_during(dp.proc.pid(), Duration::from_secs(1)).await;
+    assert!(
+        spinning > 0.15,
+        "{spinning:.2} CPU s in 1 s right after requests: not polling"
+    );
+    // SIGTERM stops every worker and the process exits cleanly (the guard
+    // would SIGKILL it after 10 s, which `stop` reports as None).
+    let mut dp = dp;
+    let status = dp.proc.stop();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}: the workers did not stop on SIGTERM"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

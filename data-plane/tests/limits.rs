@@ -77,9 +77,25 @@ async fn slow_headers_big_heads_and_big_bodies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_limit_wait_until_one_closes() {
+    connections_past_the_limit_wait(&[]).await;
+}
+
+/// Two workers share the limit: whichever worker the kernel gives the third
+/// connection, it is served once a slot frees (and not before), even when
+/// the freed slot was another worker's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_the_connection_limit() {
+    connections_past_the_limit_wait(&["--workers", "2"]).await;
+}
+
+/// `--max-connections 2` (and `extra` flags): a third connection waits
+/// while two are held and is served once one closes.
+async fn connections_past_the_limit_wait(extra: &[&str]) {
     let system = System::start(&[]).await;
     let cp = &system.control_plane;
-    let dp = start_data_plane(&cp.grpc, &cp.http, &["--max-connections", "2"]);
+    let mut args = vec!["--max-connections", "2"];
+    args.extend_from_slice(extra);
+    let dp = start_data_plane(&cp.grpc, &cp.http, &args);
     wait_routed(&dp.addr).await;
     let request_bytes = b"GET /home HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut held = Vec::new();
@@ -88,7 +104,7 @@ async fn connections_past_the_limit_wait_until_one_closes() {
         c.write_all(request_bytes).await.expect("write");
         let mut buf = [0u8; 512];
         let n = c.read(&mut buf).await.expect("answer");
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{extra:?}");
         held.push(c);
     }
     // The third is accepted by the kernel but not served while two are held.
@@ -99,14 +115,14 @@ async fn connections_past_the_limit_wait_until_one_closes() {
         tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf))
             .await
             .is_err(),
-        "a third connection was served past --max-connections 2"
+        "a third connection was served past --max-connections 2 ({extra:?})"
     );
     drop(held.pop());
     let n = tokio::time::timeout(Duration::from_secs(10), third.read(&mut buf))
         .await
         .expect("served once a slot frees")
         .expect("read");
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{extra:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

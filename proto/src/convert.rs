@@ -5,6 +5,37 @@ use ringlb_ring::{HashFn, KeySource, Probing, RingConfig, RingConfigPatch, RingE
 
 use crate::v1;
 
+/// Where a ring snapshot stands among every snapshot a data plane may be
+/// offered, by any control plane: ordered by `epoch` first (a control
+/// plane's lifetime: its start time in Unix milliseconds, raised above what
+/// its subscribers report), then by `version` within the epoch. Derived
+/// `Ord` compares the fields in this order. `RingVersion::default()` (0.0)
+/// is older than every snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RingVersion {
+    /// [`v1::RingSnapshot::epoch`].
+    pub epoch: u64,
+    /// [`v1::RingSnapshot::version`].
+    pub version: u64,
+}
+
+impl std::fmt::Display for RingVersion {
+    /// `version <version> (epoch <epoch>)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "version {} (epoch {})", self.version, self.epoch)
+    }
+}
+
+impl v1::RingSnapshot {
+    /// The snapshot's place in the order of rings ([`RingVersion`]).
+    pub fn ring_version(&self) -> RingVersion {
+        RingVersion {
+            epoch: self.epoch,
+            version: self.version,
+        }
+    }
+}
+
 /// A ring configuration on the wire that does not describe a valid ring.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(transparent)]
@@ -79,6 +110,32 @@ impl TryFrom<&v1::SetRingConfigRequest> for RingConfigPatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(epoch: u64, version: u64) -> RingVersion {
+        RingVersion { epoch, version }
+    }
+
+    /// The epoch decides first, the version within an epoch: a restarted
+    /// control plane's version 1 under a higher epoch is newer than
+    /// version 10 before it; a lower version or an older epoch is older.
+    #[test]
+    fn ring_versions_order_by_epoch_then_version() {
+        let seen = at(1_000, 10);
+        assert!(at(1_000, 3) < seen);
+        assert!(at(999, 50) < seen, "an older epoch, whatever its version");
+        assert!(at(0, 10) < seen, "no epoch is the oldest");
+        assert!(at(1_001, 1) > seen, "a newer epoch from version 1");
+        assert!(at(1_000, 11) > seen);
+        assert_eq!(at(1_000, 10), seen);
+        assert!(RingVersion::default() < at(0, 1));
+        let snapshot = v1::RingSnapshot {
+            epoch: 7,
+            version: 2,
+            ..Default::default()
+        };
+        assert_eq!(snapshot.ring_version(), at(7, 2));
+        assert_eq!(seen.to_string(), "version 10 (epoch 1000)");
+    }
 
     #[test]
     fn round_trip_and_partial_updates() {

@@ -14,4 +14,4 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/ringlb_descriptor.bin"));
 
 mod convert;
-pub use convert::ConfigError;
+pub use convert::{ConfigError, RingVersion};

@@ -2,9 +2,11 @@
 #![forbid(unsafe_code)]
 
 mod accept;
+mod listen;
 mod metrics;
 
 pub use accept::{MAX_ACCEPT_BACKOFF, MIN_ACCEPT_BACKOFF, accept};
+pub use listen::{LISTEN_BACKLOG, listen, listen_many};
 
 pub use metrics::{Render, serve_metrics};
 use tracing_subscriber::EnvFilter;

@@ -125,6 +125,57 @@ async fn list_add_remove_and_their_errors() {
     assert!(!names(&removed).contains(&"S5"));
 }
 
+/// The first snapshot of a `WatchRing` stream, for `subscriber` reporting
+/// `epoch`.
+async fn first_snapshot(
+    grpc: &mut ControlPlaneClient<Channel>,
+    subscriber: &str,
+    epoch: u64,
+) -> v1::RingSnapshot {
+    grpc.watch_ring(v1::WatchRingRequest {
+        subscriber: subscriber.into(),
+        epoch,
+    })
+    .await
+    .expect("watch")
+    .into_inner()
+    .message()
+    .await
+    .expect("stream")
+    .expect("first snapshot")
+}
+
+/// Every snapshot carries the control plane's epoch (its start time in Unix
+/// ms); a data plane that reports a later epoch (a clock went backwards
+/// across a restart) makes the control plane raise its own just above it
+/// before the first snapshot, so it is not refused; a passive observer's
+/// report, or an older epoch, changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_epoch_is_raised_above_what_a_data_plane_reports() {
+    let cp = start_control_plane(&[]);
+    let mut grpc = client(&cp.grpc).await;
+    let started = first_snapshot(&mut grpc, "", 0).await;
+    // 2020-01-01 in Unix ms: the epoch is the start time in ms.
+    assert!(started.epoch > 1_577_836_800_000, "{}", started.epoch);
+    let later = started.epoch + 1_000_000;
+    let observed = first_snapshot(&mut grpc, "", later).await;
+    assert_eq!(
+        observed.epoch, started.epoch,
+        "a passive observer raises nothing"
+    );
+    let older = first_snapshot(&mut grpc, "data-plane-a", started.epoch - 1).await;
+    assert_eq!(older.epoch, started.epoch, "an older epoch raises nothing");
+    let raised = first_snapshot(&mut grpc, "data-plane-b", later).await;
+    assert_eq!(raised.epoch, later + 1);
+    assert_eq!(raised.version, started.version, "same ring, later epoch");
+    let listed = grpc
+        .list_replicas(v1::ListReplicasRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.epoch, later + 1, "the epoch stays raised");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_ring_streams_the_current_snapshot_then_every_change() {
     let cp = start_control_plane(&[]);
@@ -132,6 +183,7 @@ async fn watch_ring_streams_the_current_snapshot_then_every_change() {
     let mut stream = grpc
         .watch_ring(v1::WatchRingRequest {
             subscriber: String::new(),
+            epoch: 0,
         })
         .await
         .expect("watch")

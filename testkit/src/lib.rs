@@ -46,7 +46,19 @@ pub struct Proc {
 impl Proc {
     /// Start `cmd` with stdout piped; wait for a line starting with
     /// `marker ` and return the rest of it (an address) with the guard.
-    pub fn spawn_announcing(mut cmd: Command, name: &str, marker: &str) -> (Proc, String) {
+    pub fn spawn_announcing(cmd: Command, name: &str, marker: &str) -> (Proc, String) {
+        let (proc, mut found) = Proc::spawn_announcing_all(cmd, name, &[marker]);
+        (proc, found.remove(0))
+    }
+
+    /// Start `cmd` with stdout piped; wait for a line starting with each of
+    /// `markers` (followed by a space), in that order, and return the rest
+    /// of each with the guard.
+    pub fn spawn_announcing_all(
+        mut cmd: Command,
+        name: &str,
+        markers: &[&str],
+    ) -> (Proc, Vec<String>) {
         cmd.stdout(Stdio::piped()).stdin(Stdio::null());
         let mut child = cmd
             .spawn()
@@ -57,21 +69,25 @@ impl Proc {
             name: name.to_owned(),
         };
         let mut lines = BufReader::new(stdout).lines();
-        let prefix = format!("{marker} ");
-        let found = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(rest) = line.strip_prefix(&prefix) {
-                        break Some(rest.trim().to_owned());
+        let mut found = Vec::new();
+        for marker in markers {
+            let prefix = format!("{marker} ");
+            let rest = loop {
+                match lines.next() {
+                    Some(Ok(line)) => {
+                        if let Some(rest) = line.strip_prefix(&prefix) {
+                            break Some(rest.trim().to_owned());
+                        }
                     }
+                    _ => break None,
                 }
-                _ => break None,
-            }
-        };
-        let Some(found) = found else {
-            proc.stop();
-            panic!("{name} exited before announcing '{marker}'");
-        };
+            };
+            let Some(rest) = rest else {
+                proc.stop();
+                panic!("{name} exited before announcing '{marker}'");
+            };
+            found.push(rest);
+        }
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         (proc, found)
