@@ -79,7 +79,7 @@ async fn request_ids_route_exactly_as_the_ring_computes_before_and_after_a_confi
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(
         reply.text(),
-        r#"{"message": {"version": 2, "config": {"slots": 4096, "vnodes": 64, "request_hash": "xxh3", "vnode_hash": "xxh3", "probing": "linear", "key_source": "request-id"}}, "status": "successful"}"#
+        r#"{"message": {"version": 2, "config": {"slots": 4096, "vnodes": 64, "request_hash": "xxh3", "vnode_hash": "xxh3", "probing": "linear", "key_source": "request-id", "hash_balance_factor": 0, "outlier_consecutive_failures": 0, "outlier_base_ejection_ms": 30000, "outlier_max_ejection_percent": 10, "slow_start_ms": 0}}, "status": "successful"}"#
     );
     let mixed_config = RingConfig {
         slots: 4096,
