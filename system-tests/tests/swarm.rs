@@ -262,7 +262,7 @@ async fn swarm_mode_end_to_end() {
         &lb,
         Method::POST,
         "/add",
-        r#"{"n": 2, "hostnames": ["S2", "S3"]}"#,
+        r#"{"n": 2, "hostnames": ["S2", "S3"], "weights": [3, 2]}"#,
     )
     .await;
     assert_eq!(added.status, 200, "{}", added.text());
@@ -277,9 +277,17 @@ async fn swarm_mode_end_to_end() {
         .expect("list")
         .into_inner();
     let ids: Vec<u64> = set.replicas.iter().map(|r| r.id).collect();
+    let weights: Vec<u32> = set.replicas.iter().map(|r| r.weight).collect();
     let names: Vec<String> = set.replicas.iter().map(|r| r.name.clone()).collect();
     assert_eq!(names, ["server-1", "S2", "S3"]);
-    let ring = ringlb_ring::Ring::build(&ringlb_ring::RingConfig::default(), &ids).expect("ring");
+    assert_eq!(weights, [1, 3, 2]);
+    assert!(
+        docker(&["service", "inspect", "S2"]).contains(r#""ringlb.weight": "3""#),
+        "the weight is kept in the service's labels"
+    );
+    let ring =
+        ringlb_ring::Ring::build_weighted(&ringlb_ring::RingConfig::default(), &ids, &weights)
+            .expect("ring");
     let sample: Vec<u64> = (0..10_000u64).map(|i| 100_000 + i * 89).collect();
     let served = owners(&lb, sample.clone()).await;
     let mut expected_counts: HashMap<&str, u64> = HashMap::new();
@@ -344,6 +352,24 @@ async fn swarm_mode_end_to_end() {
     assert_eq!(
         adopted, healed,
         "same replicas, same order, after the restart"
+    );
+    let weights: Vec<u32> = ringlb_proto::v1::control_plane_client::ControlPlaneClient::connect(
+        format!("http://127.0.0.1:{grpc_port}"),
+    )
+    .await
+    .expect("gRPC after the restart")
+    .list_replicas(ringlb_proto::v1::ListReplicasRequest {})
+    .await
+    .expect("list")
+    .into_inner()
+    .replicas
+    .iter()
+    .map(|r| r.weight)
+    .collect();
+    assert_eq!(
+        weights,
+        [1, 2, 3],
+        "weights adopted from the labels; S2's replacement took its weight 3"
     );
     assert_eq!(
         replica_services(),

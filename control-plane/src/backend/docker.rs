@@ -2,7 +2,8 @@
 //!
 //! Each replica is a container of the replica image named after the replica,
 //! on one network, with `SERVER_ID` set and labels that mark it as ours
-//! (`ringlb.managed`, `ringlb.id`, `ringlb.network`). At start-up the labelled
+//! (`ringlb.managed`, `ringlb.id`, `ringlb.network`, `ringlb.name`,
+//! `ringlb.weight`). At start-up the labelled
 //! containers that already run are adopted (a control-plane restart loses
 //! nothing and duplicates nothing). Docker's event stream reports a `die` at
 //! once, so `docker kill` / `docker stop` of a replica is acted on without

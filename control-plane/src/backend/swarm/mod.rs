@@ -16,26 +16,30 @@
 //! missed). At start-up the labelled services with a running task are
 //! adopted; the others are removed.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::{
     EndpointSpec, EndpointSpecModeEnum, LocalNodeState, NetworkAttachmentConfig, ServiceSpec,
-    ServiceSpecMode, ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec,
+    ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec,
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
-use bollard::query_parameters::{
-    InspectNetworkOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
-};
+use bollard::query_parameters::ListServicesOptionsBuilder;
 use tokio::sync::broadcast;
+
+mod task;
+mod watch;
+
+use task::state_of;
+use watch::{Owned, reconcile, watch_deaths, watch_removals};
 
 use super::docker::DockerSettings;
 use super::engine::{
-    self, LABEL_ID, LABEL_NAME, STOP_GRACE_SECS, id_label, replica_filter, replica_labels,
-    status_of, unavailable, weight_label,
+    self, STOP_GRACE_SECS, id_label, replica_filter, replica_labels, status_of, unavailable,
+    weight_label,
 };
 use super::{Backend, BackendError, BackendEvent};
 use crate::state::Replica;
@@ -70,57 +74,6 @@ impl Default for SwarmSettings {
     }
 }
 
-/// The services this backend runs and has not reported gone: each is
-/// reported at most once, however many of the three watchers notice it.
-struct Owned {
-    services: Mutex<HashMap<String, u64>>,
-    events: broadcast::Sender<BackendEvent>,
-}
-
-impl Owned {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        // The map stays consistent whatever a panicking holder did.
-        self.services
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn insert(&self, name: &str, id: u64) {
-        self.lock().insert(name.to_owned(), id);
-    }
-
-    /// Stop following `name` (it is being removed on purpose).
-    fn forget(&self, name: &str) {
-        self.lock().remove(name);
-    }
-
-    fn snapshot(&self) -> Vec<(String, u64)> {
-        self.lock()
-            .iter()
-            .map(|(name, id)| (name.clone(), *id))
-            .collect()
-    }
-
-    /// Report `name` gone, once; `id`, when known, must match (a late event
-    /// of an earlier replica of the same name is ignored).
-    fn gone(&self, name: &str, id: Option<u64>, why: &str) {
-        let removed = {
-            let mut services = self.lock();
-            match services.get(name) {
-                Some(owned) if id.is_none_or(|id| id == *owned) => services.remove(name),
-                _ => None,
-            }
-        };
-        if let Some(id) = removed {
-            tracing::info!(%name, id, %why, "replica service ended");
-            let _ = self.events.send(BackendEvent::Exited {
-                name: name.to_owned(),
-                id,
-            });
-        }
-    }
-}
-
 /// Runs replicas as Swarm services.
 pub struct SwarmBackend {
     docker: Docker,
@@ -136,40 +89,6 @@ impl Drop for SwarmBackend {
             watcher.abort();
         }
     }
-}
-
-fn is_terminal(state: &TaskState) -> bool {
-    matches!(
-        state,
-        TaskState::COMPLETE
-            | TaskState::SHUTDOWN
-            | TaskState::FAILED
-            | TaskState::REJECTED
-            | TaskState::REMOVE
-            | TaskState::ORPHANED
-    )
-}
-
-/// `state: err` (or `state: message`) of a task, for errors and logs.
-fn describe(task: &Task) -> String {
-    let status = task.status.as_ref();
-    let state = status
-        .and_then(|s| s.state.as_ref())
-        .map_or_else(|| "unknown".to_owned(), ToString::to_string);
-    let detail = status.and_then(|s| {
-        s.err
-            .as_deref()
-            .filter(|e| !e.is_empty())
-            .or(s.message.as_deref())
-    });
-    match detail {
-        Some(detail) => format!("{state}: {detail}"),
-        None => state,
-    }
-}
-
-fn state_of(task: &Task) -> Option<&TaskState> {
-    task.status.as_ref()?.state.as_ref()
 }
 
 impl SwarmBackend {
@@ -222,10 +141,7 @@ impl SwarmBackend {
             )));
         }
         let events = broadcast::channel(64).0;
-        let owned = Arc::new(Owned {
-            services: Mutex::new(HashMap::new()),
-            events,
-        });
+        let owned = Arc::new(Owned::new(events));
         let watchers = vec![
             tokio::spawn(watch_deaths(docker.clone(), network.clone(), owned.clone())),
             tokio::spawn(watch_removals(docker.clone(), owned.clone())),
@@ -282,100 +198,6 @@ impl SwarmBackend {
             }),
             ..Default::default()
         }
-    }
-
-    async fn tasks_of(&self, name: &str) -> Result<Vec<Task>, bollard::errors::Error> {
-        let filters = HashMap::from([("service", vec![name.to_owned()])]);
-        let options = ListTasksOptionsBuilder::default().filters(&filters).build();
-        self.docker.list_tasks(Some(options)).await
-    }
-
-    /// The task's address on the overlay network, `ip:port`: from its
-    /// container when it runs on this node, else from the network's
-    /// cluster-wide view (bollard's `Task` lacks the network attachments).
-    async fn address_of(&self, service: &str, task: &Task) -> Option<String> {
-        let network = &self.settings.replicas.network;
-        let port = self.settings.replicas.replica_port;
-        let container = task
-            .status
-            .as_ref()
-            .and_then(|s| s.container_status.as_ref())
-            .and_then(|c| c.container_id.as_deref());
-        if let Some(container) =
-            container.filter(|_| task.node_id.as_deref() == Some(&self.node_id))
-        {
-            let inspected = self
-                .docker
-                .inspect_container(
-                    container,
-                    None::<bollard::query_parameters::InspectContainerOptions>,
-                )
-                .await
-                .ok()?;
-            let ip = inspected
-                .network_settings?
-                .networks?
-                .get(network)?
-                .ip_address
-                .clone()
-                .filter(|ip| !ip.is_empty())?;
-            return Some(format!("{ip}:{port}"));
-        }
-        let task_id = task.id.as_deref()?;
-        let options = InspectNetworkOptionsBuilder::default()
-            .verbose(true)
-            .scope("swarm")
-            .build();
-        let inspected = self
-            .docker
-            .inspect_network(network, Some(options))
-            .await
-            .ok()?;
-        let tasks = inspected.services?.remove(service)?;
-        let ip = tasks
-            .get("Tasks")?
-            .as_array()?
-            .iter()
-            .find(|t| {
-                t.get("Name")
-                    .and_then(|n| n.as_str())
-                    .is_some_and(|n| n.ends_with(task_id))
-            })?
-            .get("EndpointIP")?
-            .as_str()?
-            .split('/')
-            .next()?
-            .to_owned();
-        Some(format!("{ip}:{port}"))
-    }
-
-    /// Wait until the service's task runs and answer its address, or say why
-    /// it will not (rejected, failed, no suitable node, timeout).
-    async fn await_task(&self, name: &str) -> Result<String, String> {
-        let deadline = Instant::now() + self.settings.task_timeout;
-        let mut last = "no task yet".to_owned();
-        while Instant::now() < deadline {
-            let tasks = self.tasks_of(name).await.map_err(|e| e.to_string())?;
-            for task in &tasks {
-                match state_of(task) {
-                    Some(TaskState::RUNNING) => {
-                        if let Some(address) = self.address_of(name, task).await {
-                            return Ok(address);
-                        }
-                        last = "running without an address on the network yet".into();
-                    }
-                    Some(state) if is_terminal(state) => {
-                        return Err(format!("its task ended ({})", describe(task)));
-                    }
-                    _ => last = describe(task),
-                }
-            }
-            tokio::time::sleep(TASK_POLL).await;
-        }
-        Err(format!(
-            "its task did not run within {:?} (last state: {last})",
-            self.settings.task_timeout
-        ))
     }
 
     async fn remove(&self, name: &str) -> Result<(), bollard::errors::Error> {
@@ -494,108 +316,5 @@ impl Backend for SwarmBackend {
 
     async fn shutdown(&self) {
         tracing::info!("leaving replica services running for the next control plane to adopt");
-    }
-}
-
-/// A task's container died on this node.
-async fn watch_deaths(docker: Docker, network: String, owned: Arc<Owned>) {
-    let filters = HashMap::from([
-        ("type", vec!["container".to_owned()]),
-        ("event", vec!["die".to_owned()]),
-        ("label", replica_filter(&network)),
-    ]);
-    engine::follow_events(docker, filters, |message| {
-        let attributes = engine::attributes(message);
-        if let Some(name) = attributes.get(LABEL_NAME) {
-            let id = attributes.get(LABEL_ID).and_then(|id| id.parse().ok());
-            owned.gone(name, id, "its container died");
-        }
-    })
-    .await;
-}
-
-/// A service was removed (e.g. `docker service rm` by an operator). The
-/// event carries no labels: a name that exists again (a newer service of
-/// the same name) is not reported.
-async fn watch_removals(docker: Docker, owned: Arc<Owned>) {
-    let filters = HashMap::from([
-        ("type", vec!["service".to_owned()]),
-        ("event", vec!["remove".to_owned()]),
-    ]);
-    let (removed, mut names) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let check = {
-        let (docker, owned) = (docker.clone(), owned.clone());
-        tokio::spawn(async move {
-            while let Some(name) = names.recv().await {
-                let exists = docker
-                    .inspect_service(
-                        &name,
-                        None::<bollard::query_parameters::InspectServiceOptions>,
-                    )
-                    .await;
-                if exists.is_err_and(|e| status_of(&e) == Some(404)) {
-                    owned.gone(&name, None, "its service was removed");
-                }
-            }
-        })
-    };
-    engine::follow_events(docker, filters, |message| {
-        if let Some(name) = engine::attributes(message).remove("name") {
-            let _ = removed.send(name);
-        }
-    })
-    .await;
-    check.abort();
-}
-
-/// Every `interval`, each owned service must exist and have a running task:
-/// the only way to learn of a task that ended on another node.
-async fn reconcile(docker: Docker, network: String, interval: Duration, owned: Arc<Owned>) {
-    let filters = HashMap::from([("label", replica_filter(&network))]);
-    loop {
-        tokio::time::sleep(interval).await;
-        let expected = owned.snapshot();
-        if expected.is_empty() {
-            continue;
-        }
-        let options = ListServicesOptionsBuilder::default()
-            .filters(&filters)
-            .build();
-        let services = match docker.list_services(Some(options)).await {
-            Ok(services) => services,
-            Err(e) => {
-                tracing::warn!(error = %e, "reconcile: cannot list services");
-                continue;
-            }
-        };
-        let by_id: HashMap<String, String> = services
-            .iter()
-            .filter_map(|s| Some((s.id.clone()?, s.spec.as_ref()?.name.clone()?)))
-            .collect();
-        let names: Vec<String> = by_id.values().cloned().collect();
-        let task_filters = HashMap::from([("service", names)]);
-        let options = ListTasksOptionsBuilder::default()
-            .filters(&task_filters)
-            .build();
-        let tasks = match docker.list_tasks(Some(options)).await {
-            Ok(tasks) => tasks,
-            Err(e) => {
-                tracing::warn!(error = %e, "reconcile: cannot list tasks");
-                continue;
-            }
-        };
-        let running: HashSet<&str> = tasks
-            .iter()
-            .filter(|t| state_of(t) == Some(&TaskState::RUNNING))
-            .filter_map(|t| by_id.get(t.service_id.as_deref()?).map(String::as_str))
-            .collect();
-        let present: HashSet<&str> = by_id.values().map(String::as_str).collect();
-        for (name, id) in expected {
-            if !present.contains(name.as_str()) {
-                owned.gone(&name, Some(id), "its service is gone");
-            } else if !running.contains(name.as_str()) {
-                owned.gone(&name, Some(id), "its task no longer runs");
-            }
-        }
     }
 }
