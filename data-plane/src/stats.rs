@@ -222,40 +222,45 @@ impl Stats {
             .map(|e| (e.key().clone(), e.value().clone()))
             .collect();
         upstreams.sort_by(|a, b| a.0.cmp(&b.0));
-        out.push_str("# HELP ringlb_upstream_requests_total Requests forwarded, by replica.\n# TYPE ringlb_upstream_requests_total counter\n");
-        for (name, s) in &upstreams {
-            let _ = writeln!(
-                out,
-                "ringlb_upstream_requests_total{{replica=\"{name}\"}} {}",
-                s.requests.load(Ordering::Relaxed)
-            );
-        }
-        out.push_str("# HELP ringlb_upstream_errors_total Failed attempts, by replica.\n# TYPE ringlb_upstream_errors_total counter\n");
-        for (name, s) in &upstreams {
-            let _ = writeln!(
-                out,
-                "ringlb_upstream_errors_total{{replica=\"{name}\"}} {}",
-                s.errors.load(Ordering::Relaxed)
-            );
-        }
+        let family = |out: &mut String,
+                      name: &str,
+                      help: &str,
+                      kind: &str,
+                      value: &dyn Fn(&UpstreamStats) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (replica, s) in &upstreams {
+                let _ = writeln!(out, "{name}{{replica=\"{replica}\"}} {}", value(s));
+            }
+        };
+        family(
+            &mut out,
+            "ringlb_upstream_requests_total",
+            "Requests forwarded, by replica.",
+            "counter",
+            &|s| s.requests.load(Ordering::Relaxed),
+        );
+        family(
+            &mut out,
+            "ringlb_upstream_errors_total",
+            "Failed attempts, by replica.",
+            "counter",
+            &|s| s.errors.load(Ordering::Relaxed),
+        );
+        family(
+            &mut out,
+            "ringlb_upstream_in_flight",
+            "Attempts awaiting their response head, by replica.",
+            "gauge",
+            &|s| s.in_flight.load(Ordering::Relaxed),
+        );
         let now = self.now_ms();
-        out.push_str("# HELP ringlb_upstream_in_flight Attempts awaiting their response head, by replica.\n# TYPE ringlb_upstream_in_flight gauge\n");
-        for (name, s) in &upstreams {
-            let _ = writeln!(
-                out,
-                "ringlb_upstream_in_flight{{replica=\"{name}\"}} {}",
-                s.in_flight.load(Ordering::Relaxed)
-            );
-        }
-        out.push_str("# HELP ringlb_upstream_ejected Whether outlier detection ejects the replica now (1) or not (0).\n# TYPE ringlb_upstream_ejected gauge\n");
-        for (name, s) in &upstreams {
-            let ejected = s.ejected_until_ms.load(Ordering::Relaxed) > now;
-            let _ = writeln!(
-                out,
-                "ringlb_upstream_ejected{{replica=\"{name}\"}} {}",
-                u8::from(ejected)
-            );
-        }
+        family(
+            &mut out,
+            "ringlb_upstream_ejected",
+            "Whether outlier detection ejects the replica now (1) or not (0).",
+            "gauge",
+            &|s| u64::from(s.ejected_until_ms.load(Ordering::Relaxed) > now),
+        );
         out.push_str("# HELP ringlb_upstream_response_seconds From a request's arrival until the replica's response head (failover included), by replica.\n# TYPE ringlb_upstream_response_seconds histogram\n");
         for (name, s) in &upstreams {
             s.latency.render(

@@ -11,8 +11,8 @@ use http::Method;
 use ringlb_proto::v1;
 use ringlb_proto::v1::control_plane_client::ControlPlaneClient;
 use ringlb_testkit::{
-    ControlPlane, DataPlane, Pool, eventually, request, start_control_plane,
-    start_control_plane_running, start_data_plane, wait_routed,
+    ControlPlane, Pool, Proc, eventually, request, start_control_plane,
+    start_control_plane_running, start_data_plane_metered, wait_routed,
 };
 
 /// Hashes with well-mixed output and enough virtual nodes that ring
@@ -29,9 +29,32 @@ const MIXED: &[&str] = &[
 ];
 
 struct System {
-    data_plane: DataPlane,
-    control_plane: ControlPlane,
+    /// The data plane's process (stopped on drop), client and metrics
+    /// addresses; dropped before its control plane.
+    _data_plane: Proc,
+    lb: String,
     metrics: String,
+    control_plane: ControlPlane,
+}
+
+/// A data plane with `/metrics` following `control_plane`, once it routes.
+async fn with_data_plane(control_plane: ControlPlane) -> System {
+    let grpc = format!("http://{}", control_plane.grpc);
+    let (proc, lb, metrics) = start_data_plane_metered(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--control-plane-grpc",
+        &grpc,
+        "--control-plane-http",
+        &control_plane.http,
+    ]);
+    wait_routed(&lb).await;
+    System {
+        _data_plane: proc,
+        lb,
+        metrics,
+        control_plane,
+    }
 }
 
 /// A control plane running `replica_bin` with `args`, and a data plane with
@@ -42,28 +65,12 @@ async fn start(replica_bin: &str, args: &[&str]) -> System {
     } else {
         start_control_plane_running(replica_bin, "127.0.0.1:0", "127.0.0.1:0", args)
     };
-    let metrics = free_port_addr();
-    let data_plane = start_data_plane(
-        &control_plane.grpc,
-        &control_plane.http,
-        &["--metrics-listen", &metrics],
-    );
-    wait_routed(&data_plane.addr).await;
-    System {
-        data_plane,
-        control_plane,
-        metrics,
-    }
-}
-
-fn free_port_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("bound").to_string()
+    with_data_plane(control_plane).await
 }
 
 impl System {
     fn lb(&self) -> &str {
-        &self.data_plane.addr
+        &self.lb
     }
 
     async fn grpc(&self) -> ControlPlaneClient<tonic::transport::Channel> {
@@ -153,18 +160,7 @@ async fn weights_one_and_three_give_shares_of_one_to_three() {
         added.text(),
         r#"{"message": {"N": 2, "replicas": ["W1", "W3"]}, "status": "successful"}"#
     );
-    let metrics = free_port_addr();
-    let data_plane = start_data_plane(
-        &control_plane.grpc,
-        &control_plane.http,
-        &["--metrics-listen", &metrics],
-    );
-    wait_routed(&data_plane.addr).await;
-    let system = System {
-        data_plane,
-        control_plane,
-        metrics,
-    };
+    let system = with_data_plane(control_plane).await;
     let replicas = system.replicas().await;
     let weights: Vec<(&str, u32)> = replicas
         .iter()

@@ -8,25 +8,20 @@ use std::time::Duration;
 
 use ringlb_testkit::{
     Proc, bin, eventually, get, replica_names, request, start_control_plane,
-    start_control_plane_on, wait_routed,
+    start_control_plane_on, start_data_plane_metered, wait_routed,
 };
 
 /// A data plane with `--metrics-listen` and the given control-plane lists;
 /// the guard, its client address and its metrics address.
 fn data_plane(grpc: &str, http: &str) -> (Proc, String, String) {
-    let mut cmd = Command::new(bin("data-plane"));
-    cmd.args(["--listen", "127.0.0.1:0", "--announce"])
-        .args(["--metrics-listen", "127.0.0.1:0"])
-        .args(["--control-plane-grpc", grpc])
-        .args(["--control-plane-http", http])
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        );
-    let (proc, mut found) = Proc::spawn_announcing_all(cmd, "data-plane", &["metrics", "ready"]);
-    let addr = found.pop().expect("ready");
-    let metrics = found.pop().expect("metrics");
-    (proc, addr, metrics)
+    start_data_plane_metered(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--control-plane-grpc",
+        grpc,
+        "--control-plane-http",
+        http,
+    ])
 }
 
 /// The value of an unlabelled metric on a `/metrics` endpoint.

@@ -5,24 +5,22 @@
 use std::process::Command;
 use std::time::Duration;
 
-use ringlb_testkit::{Proc, bin, eventually, get, request, start_control_plane};
+use ringlb_testkit::{
+    Proc, bin, eventually, get, request, start_control_plane, start_data_plane_metered,
+};
 
 /// A data plane on `listen` with `--reuse-port` and metrics on a free port;
 /// the guard, its client address and its metrics address.
 fn reuse_port_data_plane(listen: &str, grpc: &str, http: &str) -> (Proc, String, String) {
-    let mut cmd = Command::new(bin("data-plane"));
-    cmd.args(["--listen", listen, "--reuse-port", "--announce"])
-        .args(["--metrics-listen", "127.0.0.1:0"])
-        .args(["--control-plane-grpc", &format!("http://{grpc}")])
-        .args(["--control-plane-http", http])
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        );
-    let (proc, mut found) = Proc::spawn_announcing_all(cmd, "data-plane", &["metrics", "ready"]);
-    let addr = found.pop().expect("ready");
-    let metrics = found.pop().expect("metrics");
-    (proc, addr, metrics)
+    start_data_plane_metered(&[
+        "--listen",
+        listen,
+        "--reuse-port",
+        "--control-plane-grpc",
+        &format!("http://{grpc}"),
+        "--control-plane-http",
+        http,
+    ])
 }
 
 /// The sum of a metric family's samples on the data plane's `/metrics`.

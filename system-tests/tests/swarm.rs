@@ -12,14 +12,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::Method;
 use ringlb_testkit::docker::{
     answers, assert_images, docker, docker_lines, free_ports, make, make_quietly, refuses_to_start,
 };
 use ringlb_testkit::load::Load;
-use ringlb_testkit::{Pool, contract, eventually, get, replica_names, served_by};
+use ringlb_testkit::{Pool, contract, eventually, get, replica_names, served_by, wait_replaced};
 
 const IMAGES: [&str; 3] = [
     "ringlb-replica:latest",
@@ -306,19 +306,7 @@ async fn swarm_mode_end_to_end() {
     let load = Load::start(&lb, 4, Duration::from_millis(2), Duration::from_secs(120));
     let victim = container_of("S2").expect("S2's task container");
     docker(&["kill", &victim]);
-    let killed_at = Instant::now();
-    let healed = eventually(Duration::from_secs(5), "S2 replaced within 5 s", || {
-        let lb = lb.clone();
-        async move {
-            let names = replica_names(&get(&lb, "/rep").await);
-            (names.len() == 3 && !names.contains(&"S2".to_string())).then_some(names)
-        }
-    })
-    .await;
-    eprintln!(
-        "docker kill: N restored in {:?} as {healed:?}",
-        killed_at.elapsed()
-    );
+    let healed = wait_replaced(&lb, "S2", 3, Duration::from_secs(5)).await;
     assert_eq!(&healed[..2], ["server-1", "S3"]);
     eventually(Duration::from_secs(10), "S2's service removed", || async {
         (!replica_services().contains(&"S2".to_string())).then_some(())

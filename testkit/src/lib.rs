@@ -434,6 +434,41 @@ pub fn start_data_plane(grpc: &str, http: &str, args: &[&str]) -> DataPlane {
     DataPlane { proc, addr }
 }
 
+/// Start `data-plane` with `args` (its listen and control-plane flags
+/// among them) and `/metrics` on a free port: the process, its client
+/// address and its metrics address.
+pub fn start_data_plane_metered(args: &[&str]) -> (Proc, String, String) {
+    let mut cmd = Command::new(bin("data-plane"));
+    cmd.args(["--announce", "--metrics-listen", "127.0.0.1:0"])
+        .args(args)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+    let (proc, mut found) = Proc::spawn_announcing_all(cmd, "data-plane", &["metrics", "ready"]);
+    let addr = found.pop().expect("ready");
+    let metrics = found.pop().expect("metrics");
+    (proc, addr, metrics)
+}
+
+/// Wait until `/rep` at `lb` lists `n` replicas without `gone` (a killed
+/// replica replaced under a new name), at most `within`; print how long it
+/// took and answer the names.
+pub async fn wait_replaced(lb: &str, gone: &str, n: usize, within: Duration) -> Vec<String> {
+    let started = Instant::now();
+    let names = eventually(
+        within,
+        &format!("{gone} replaced (N = {n}) within {within:?}"),
+        || async move {
+            let names = replica_names(&get(lb, "/rep").await);
+            (names.len() == n && !names.iter().any(|name| name == gone)).then_some(names)
+        },
+    )
+    .await;
+    eprintln!("{gone} replaced in {:?}: {names:?}", started.elapsed());
+    names
+}
+
 /// A whole system: control plane, its replicas, one data plane that has
 /// applied the first ring.
 pub struct System {
