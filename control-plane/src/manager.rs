@@ -90,6 +90,9 @@ pub struct Manager {
     /// Replicas started (boot, `/add`, replacements) and replicas that failed.
     started: AtomicU64,
     failed: AtomicU64,
+    /// Graceful drains on `/rm` that completed, and that timed out.
+    drained: AtomicU64,
+    drain_timeouts: AtomicU64,
 }
 
 impl Manager {
@@ -111,6 +114,8 @@ impl Manager {
             stopping: AtomicBool::new(false),
             started: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            drained: AtomicU64::new(0),
+            drain_timeouts: AtomicU64::new(0),
             settings,
         }
     }
@@ -273,9 +278,11 @@ impl Manager {
         if !within.is_zero() {
             match self.subscribers.drained(&victims, within).await {
                 Ok(()) => {
+                    self.drained.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(replicas = ?victims, "data planes drained the removed replicas")
                 }
                 Err(busy) => {
+                    self.drain_timeouts.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(replicas = ?victims, ?busy, ?within, "data planes still had requests in flight to removed replicas; stopping them anyway")
                 }
             }
@@ -491,6 +498,15 @@ impl Manager {
         self.lost_weights
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Graceful drains on `/rm` that completed and that timed out, since
+    /// start.
+    pub fn drain_counts(&self) -> (u64, u64) {
+        (
+            self.drained.load(Ordering::Relaxed),
+            self.drain_timeouts.load(Ordering::Relaxed),
+        )
     }
 
     /// Replicas started (boot, `/add`, replacements) and replicas that

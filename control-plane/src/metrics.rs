@@ -7,6 +7,7 @@ use crate::manager::Manager;
 pub fn render(manager: &Manager) -> String {
     let state = manager.current();
     let (started, failed) = manager.lifecycle_counts();
+    let (drained, drain_timeouts) = manager.drain_counts();
     let gauge = |name: &str, help: &str, value: u64| {
         format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n")
     };
@@ -43,6 +44,16 @@ pub fn render(manager: &Manager) -> String {
             "ringlb_replicas_failed_total",
             "Replicas that died or stopped answering heartbeats.",
             failed,
+        ),
+        counter(
+            "ringlb_rm_drains_total",
+            "Graceful drains on /rm that ended with no request in flight to the removed replicas.",
+            drained,
+        ),
+        counter(
+            "ringlb_rm_drain_timeouts_total",
+            "Graceful drains on /rm that hit --drain-timeout with requests still in flight.",
+            drain_timeouts,
         ),
     ]
     .concat()

@@ -425,7 +425,11 @@ async fn slow_start_ramps_a_new_replica_up_to_its_ring_share() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rm_waits_for_requests_in_flight_to_the_removed_replica() {
-    let system = start("scripted-replica", &["--drain-timeout", "10s"]).await;
+    let system = start(
+        "scripted-replica",
+        &["--drain-timeout", "10s", "--metrics-listen", "127.0.0.1:0"],
+    )
+    .await;
     let pool = Pool::default();
     const KEY: u64 = 313_131;
     let (_, body) = get_with_id(&pool, system.lb(), "/home", KEY).await;
@@ -471,5 +475,15 @@ async fn rm_waits_for_requests_in_flight_to_the_removed_replica() {
     assert!(
         rm_done + Duration::from_millis(100) >= last_done,
         "/rm answered before the last slow request finished"
+    );
+    let metrics = system.control_plane.metrics.clone().expect("metrics");
+    let text = request(&metrics, Method::GET, "/metrics", "", &[])
+        .await
+        .expect("control-plane metrics")
+        .text();
+    assert!(text.contains("\nringlb_rm_drains_total 1\n"), "{text}");
+    assert!(
+        text.contains("\nringlb_rm_drain_timeouts_total 0\n"),
+        "{text}"
     );
 }
