@@ -139,6 +139,24 @@ impl ControlPlane for ControlPlaneService {
         Ok(Response::new(v1::AckRingResponse {}))
     }
 
+    async fn report_load(
+        &self,
+        request: Request<v1::ReportLoadRequest>,
+    ) -> Result<Response<v1::ReportLoadResponse>, Status> {
+        let r = request.into_inner();
+        if r.subscriber.is_empty() {
+            return Err(Status::invalid_argument("subscriber must not be empty"));
+        }
+        self.manager.live().report(
+            &r.subscriber,
+            r.version,
+            r.replicas
+                .into_iter()
+                .map(|load| (load.name, load.requests, load.errors)),
+        );
+        Ok(Response::new(v1::ReportLoadResponse {}))
+    }
+
     async fn get_ring_config(
         &self,
         _request: Request<v1::GetRingConfigRequest>,

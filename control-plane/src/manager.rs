@@ -14,6 +14,7 @@ use tokio::sync::{Mutex, watch};
 use crate::backend::Backend;
 use crate::error::ManagerError;
 use crate::health::Prober;
+use crate::live::{Change, Live};
 use crate::names;
 use crate::state::{Replica, RingState, SharedState};
 use crate::subscribers::Subscribers;
@@ -76,6 +77,8 @@ pub struct Manager {
     /// Replicas started (boot, `/add`, replacements) and replicas that failed.
     started: AtomicU64,
     failed: AtomicU64,
+    /// Events, heartbeats and load for the live ring page.
+    live: Live,
 }
 
 impl Manager {
@@ -95,6 +98,7 @@ impl Manager {
             stopping: AtomicBool::new(false),
             started: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            live: Live::default(),
             settings,
         }
     }
@@ -125,6 +129,11 @@ impl Manager {
         &self.settings
     }
 
+    /// Events, heartbeats and load for the live ring page ([`crate::ui`]).
+    pub fn live(&self) -> &Live {
+        &self.live
+    }
+
     /// Adopt the replicas the backend already runs, or start `server-1..N`.
     ///
     /// # Errors
@@ -148,7 +157,7 @@ impl Manager {
         *desired = replicas.len();
         let next = self.current().with_replicas(replicas);
         Ring::build(&next.config, &ids(&next.replicas))?;
-        Ok(self.publish(next))
+        Ok(self.publish(next, Change::Boot))
     }
 
     /// `/add`: start `n` replicas (the given names first), all or nothing.
@@ -185,7 +194,7 @@ impl Manager {
             let mut replicas = current.replicas.clone();
             replicas.extend(started);
             *desired += request.n;
-            self.publish(current.with_replicas(replicas))
+            self.publish(current.with_replicas(replicas), Change::Added)
         };
         self.await_convergence(published.version).await;
         Ok(published)
@@ -232,7 +241,7 @@ impl Manager {
             .cloned()
             .collect();
         *desired = desired.saturating_sub(request.n);
-        let published = self.publish(current.with_replicas(remaining));
+        let published = self.publish(current.with_replicas(remaining), Change::Removed);
         self.await_convergence(published.version).await;
         // Nothing routes to them any more: stop them, so their names are free.
         let stops = victims.iter().map(|name| self.backend.stop(name));
@@ -263,11 +272,14 @@ impl Manager {
             let config = change(&current.config)?;
             Ring::build(&config, &ids(&current.replicas))?;
             tracing::info!(?config, "ring configuration changed");
-            self.publish(RingState {
-                version: current.version + 1,
-                config,
-                replicas: current.replicas.clone(),
-            })
+            self.publish(
+                RingState {
+                    version: current.version + 1,
+                    config,
+                    replicas: current.replicas.clone(),
+                },
+                Change::Config,
+            )
         };
         self.await_convergence(published.version).await;
         Ok(published)
@@ -295,7 +307,12 @@ impl Manager {
                 .filter(|r| r.name != name)
                 .cloned()
                 .collect();
-            self.publish(current.with_replicas(remaining));
+            self.publish(
+                current.with_replicas(remaining),
+                Change::Failed {
+                    reason: reason.to_owned(),
+                },
+            );
             if let Err(e) = self.backend.stop(name).await {
                 tracing::warn!(%name, error = %e, "cleaning up the failed replica");
             }
@@ -348,7 +365,7 @@ impl Manager {
                     tracing::info!(replacements = ?names, n = *desired, "replicas replaced; N restored");
                     let mut replicas = current.replicas.clone();
                     replicas.extend(started);
-                    self.publish(current.with_replicas(replicas));
+                    self.publish(current.with_replicas(replicas), Change::Replaced);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, missing, "cannot start replacement replicas; will retry")
@@ -422,10 +439,11 @@ impl Manager {
         )
     }
 
-    fn publish(&self, next: RingState) -> SharedState {
+    fn publish(&self, next: RingState, why: Change) -> SharedState {
         let next = Arc::new(next);
         tracing::info!(version = next.version, replicas = ?next.names(), "ring version published");
-        self.state.send_replace(next.clone());
+        let previous = self.state.send_replace(next.clone());
+        self.live.published(&previous, &next, &why);
         next
     }
 

@@ -46,6 +46,7 @@ mod engine;
 mod error;
 pub mod key;
 mod pool;
+mod report;
 mod rules;
 pub mod server;
 pub mod stats;

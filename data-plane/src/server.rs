@@ -207,9 +207,15 @@ impl DataPlane {
             }
             None => None,
         };
+        let reporter = tokio::spawn(crate::report::run(
+            self.subscription.endpoint.clone(),
+            self.subscription.subscriber.clone(),
+            self.shared.stats.clone(),
+        ));
         let watcher = tokio::spawn(self.subscription.run());
         serve(listener, self.shared, shutdown).await;
         watcher.abort();
+        reporter.abort();
         if let Some(spinner) = spinner {
             spinner.abort();
         }

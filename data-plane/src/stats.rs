@@ -100,6 +100,22 @@ impl Stats {
         out
     }
 
+    /// Requests sent to and failed attempts on each replica, by name:
+    /// `(name, requests, errors)`, cumulative.
+    pub fn load_by_replica(&self) -> Vec<(String, u64, u64)> {
+        self.upstreams
+            .iter()
+            .map(|e| {
+                let s = e.value();
+                (
+                    e.key().clone(),
+                    s.requests.load(Ordering::Relaxed),
+                    s.errors.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(1024);
