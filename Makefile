@@ -20,7 +20,7 @@ help: ## List the targets
 build: images ## Static release binaries and the three FROM-scratch images
 
 static: ## Statically linked release binaries in $(BIN_DIR)
-	$(STATIC) $(CARGO) build --release --target $(TARGET) -p ringlb-replica -p ringlb-control-plane -p ringlb-data-plane
+	$(STATIC) $(CARGO) build --release --target $(TARGET) -p ringlb-replica -p ringlb-control-plane -p ringlb-data-plane -p ringctl
 
 images: static ## ringlb-replica, ringlb-control-plane, ringlb-data-plane images (no registry needed)
 	./scripts/build-images.sh $(BIN_DIR)
