@@ -251,19 +251,25 @@ async fn healthz() -> Response {
     json(StatusCode::OK, ringlb_api::success(&"alive"))
 }
 
-async fn readyz(State(manager): State<Arc<Manager>>) -> Response {
+/// Whether the control plane is ready: the initial replicas run and
+/// shutdown has not begun.
+///
+/// # Errors
+/// Why it is not ready, for the `/readyz` answer.
+pub fn ready(manager: &Manager) -> Result<(), &'static str> {
     if manager.stopping() {
-        json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ringlb_api::failure("Shutting down"),
-        )
+        Err("Shutting down")
     } else if manager.current().version == 0 {
-        json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ringlb_api::failure("The initial replicas are not up yet"),
-        )
+        Err("The initial replicas are not up yet")
     } else {
-        json(StatusCode::OK, ringlb_api::success(&"ready"))
+        Ok(())
+    }
+}
+
+async fn readyz(State(manager): State<Arc<Manager>>) -> Response {
+    match ready(&manager) {
+        Ok(()) => json(StatusCode::OK, ringlb_api::success(&"ready")),
+        Err(why) => json(StatusCode::SERVICE_UNAVAILABLE, ringlb_api::failure(why)),
     }
 }
 

@@ -10,6 +10,7 @@ use http::uri::Authority;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::access_log::AccessLog;
 use crate::busy_poll::{self, Activity};
 use crate::config::{Engine, Limits, MIN_HEAD_LIMIT};
 use crate::engine;
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) hyper: engine::hyper::Server,
     /// Told of every request and response when busy polling is on.
     pub(crate) activity: Option<Arc<Activity>>,
+    /// Where the driver writes a line per request, when on.
+    pub(crate) access_log: Option<Arc<AccessLog>>,
 }
 
 impl Shared {
@@ -66,6 +69,7 @@ pub struct DataPlaneBuilder {
     limits: Limits,
     engine: Engine,
     busy_poll: Option<Duration>,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 impl DataPlaneBuilder {
@@ -108,6 +112,13 @@ impl DataPlaneBuilder {
     /// Off (`None` or zero) by default.
     pub fn busy_poll(mut self, window: Option<Duration>) -> Self {
         self.busy_poll = window.filter(|w| !w.is_zero());
+        self
+    }
+
+    /// Write a line per request to `log` ([`crate::access_log`]); off
+    /// (`None`) by default.
+    pub fn access_log(mut self, log: Option<Arc<AccessLog>>) -> Self {
+        self.access_log = log;
         self
     }
 
@@ -154,6 +165,7 @@ impl DataPlaneBuilder {
                 engine: self.engine,
                 hyper: engine::hyper::Server::new(&limits),
                 activity: self.busy_poll.map(|window| Arc::new(Activity::new(window))),
+                access_log: self.access_log,
             }),
             subscription,
         })
@@ -175,6 +187,7 @@ impl DataPlane {
             limits: Limits::default(),
             engine: Engine::default(),
             busy_poll: None,
+            access_log: None,
         }
     }
 

@@ -76,6 +76,8 @@ pub struct Stats {
     pub admin: AtomicU64,
     /// The ring version in force.
     pub ring_version: AtomicU64,
+    /// Access log lines dropped because the writer could not keep up.
+    pub access_log_dropped: AtomicU64,
 }
 
 impl Stats {
@@ -144,6 +146,11 @@ impl Stats {
             "ringlb_admin_requests_total",
             "Admin requests forwarded to the control plane.",
             self.admin.load(Ordering::Relaxed),
+        );
+        counter(
+            "ringlb_access_log_dropped_total",
+            "Access log lines dropped because the writer could not keep up.",
+            self.access_log_dropped.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             out,

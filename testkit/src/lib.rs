@@ -76,6 +76,46 @@ impl Proc {
         (proc, found)
     }
 
+    /// Start `cmd` with stdout piped; wait for a line starting with each of
+    /// `markers` (then a space), in that order, and return the rest of each.
+    pub fn spawn_announcing_all(
+        mut cmd: Command,
+        name: &str,
+        markers: &[&str],
+    ) -> (Proc, Vec<String>) {
+        cmd.stdout(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut proc = Proc {
+            child,
+            name: name.to_owned(),
+        };
+        let mut lines = BufReader::new(stdout).lines();
+        let mut found = Vec::new();
+        for marker in markers {
+            let prefix = format!("{marker} ");
+            let value = loop {
+                match lines.next() {
+                    Some(Ok(line)) => {
+                        if let Some(rest) = line.strip_prefix(&prefix) {
+                            break Some(rest.trim().to_owned());
+                        }
+                    }
+                    _ => break None,
+                }
+            };
+            let Some(value) = value else {
+                proc.stop();
+                panic!("{name} exited before announcing '{marker}'");
+            };
+            found.push(value);
+        }
+        std::thread::spawn(move || for _ in lines {});
+        (proc, found)
+    }
+
     /// Start `cmd` without waiting for anything.
     pub fn spawn(mut cmd: Command, name: &str) -> Proc {
         cmd.stdin(Stdio::null());
