@@ -80,7 +80,7 @@ struct Args {
     operators: OperatorArgs,
 }
 
-/// Access log and health probe ([`access_log`]).
+/// Access log and health probe ([`ringlb_data_plane::access_log`]).
 #[derive(Debug, clap::Args)]
 struct OperatorArgs {
     /// Write one line per request (time, client, method, target, status,
