@@ -33,10 +33,12 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # fast engine buys, measured in the same run. The "-busy-poll(ing)" rows are
 # ringlb with `--busy-poll` and HAProxy with `busy-polling`: each proxy's
 # option to poll instead of sleeping between events.
+# "ringlb-access-log" is ringlb with `--access-log` to a file (JSON lines):
+# what the access log costs, measured in the same run.
 # "ringlb-before" is the data plane binary given with `--before-bin` (an
 # earlier commit's): a change to the request path measured before and after
 # in one run.
-PROXIES = ["ringlb", "ringlb-before", "ringlb-busy-poll", "ringlb-hyper", "nginx", "haproxy",
+PROXIES = ["ringlb", "ringlb-before", "ringlb-busy-poll", "ringlb-hyper", "ringlb-access-log", "nginx", "haproxy",
            "haproxy-busy-polling"]
 WORKLOADS = [("one key (/home)", False), ("spread keys (/k/N)", True)]
 
@@ -309,6 +311,8 @@ def run(args, tmp, procs):
         data_planes["ringlb-busy-poll"] = data_plane("--busy-poll", args.busy_poll)
     if "ringlb-hyper" in args.proxies:
         data_planes["ringlb-hyper"] = data_plane("--engine", "hyper")
+    if "ringlb-access-log" in args.proxies:
+        data_planes["ringlb-access-log"] = data_plane("--access-log", os.path.join(tmp, "access.log"))
     listed = json.loads(subprocess.run(
         ["grpcurl", "-plaintext", "-d", "{}", f"127.0.0.1:{grpc_port}", "ringlb.v1.ControlPlane/ListReplicas"],
         capture_output=True, text=True, check=True).stdout)
@@ -447,6 +451,7 @@ def write_results(args, results):
          "run. " if args.before_bin else "") +
         "`ringlb-busy-poll` is the same data plane with `--busy-poll "
         f"{args.busy_poll}`; `ringlb-hyper` with `--engine hyper` (hyper serves every connection); "
+        "`ringlb-access-log` with `--access-log <file>` (a JSON line per request, written by its own thread); "
         "`haproxy-busy-polling` is HAProxy's config with `busy-polling` (it polls even when idle, so it is "
         "paused outside its own turns).",
         "",
