@@ -12,6 +12,7 @@
 //!   the initial replicas run (the backend is ready), 503 once shutdown
 //!   began.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,38 +117,7 @@ pub fn state(manager: &Manager) -> UiState {
             .map(|r| r.name.clone())
             .unwrap_or_default()
     };
-    // Keys of the slots after one owning virtual node up to the next go
-    // to the next (a request goes to the first virtual node at or after
-    // its slot); virtual nodes sharing a slot: the first owns it.
-    let mut owned: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
-    let mut ranges = Vec::new();
-    let owners: Vec<_> = points
-        .iter()
-        .enumerate()
-        .filter(|(i, p)| *i == 0 || points[i - 1].slot != p.slot)
-        .map(|(_, p)| p)
-        .collect();
-    for (i, point) in owners.iter().enumerate() {
-        let previous = if i == 0 {
-            owners[owners.len() - 1].slot
-        } else {
-            owners[i - 1].slot
-        };
-        let start = (previous + 1) % config.slots;
-        let length = if owners.len() == 1 {
-            u64::from(config.slots)
-        } else {
-            u64::from((point.slot + config.slots - previous) % config.slots)
-        };
-        *owned.entry(point.id).or_default() += length;
-        if !truncated {
-            ranges.push(KeyRange {
-                start,
-                end: point.slot,
-                replica: name_of(point.id),
-            });
-        }
-    }
+    let (ranges, owned) = key_ranges(points, config.slots, truncated, name_of);
     let (loads, planes) = manager.live().load();
     let replicas = ring_state
         .replicas
@@ -198,6 +168,49 @@ pub fn state(manager: &Manager) -> UiState {
         data_planes,
         events: manager.live().events(),
     }
+}
+
+/// The key ranges of a ring whose virtual nodes are `points` (sorted by
+/// slot, as [`Ring::virtual_nodes`] gives them) on `slots` slots, named by
+/// `name_of`, and the slots each replica id owns. Keys of the slots after
+/// one owning virtual node up to the next go to the next (a request goes
+/// to the first virtual node at or after its slot); virtual nodes sharing
+/// a slot: the first owns it. Ranges are left out when `summary_only`.
+fn key_ranges(
+    points: &[ringlb_ring::VirtualNode],
+    slots: u32,
+    summary_only: bool,
+    name_of: impl Fn(u64) -> String,
+) -> (Vec<KeyRange>, HashMap<u64, u64>) {
+    let mut owned: HashMap<u64, u64> = HashMap::new();
+    let mut ranges = Vec::new();
+    let owners: Vec<_> = points
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| *i == 0 || points[i - 1].slot != p.slot)
+        .map(|(_, p)| p)
+        .collect();
+    for (i, point) in owners.iter().enumerate() {
+        let previous = if i == 0 {
+            owners[owners.len() - 1].slot
+        } else {
+            owners[i - 1].slot
+        };
+        let length = if owners.len() == 1 {
+            u64::from(slots)
+        } else {
+            u64::from((point.slot + slots - previous) % slots)
+        };
+        *owned.entry(point.id).or_default() += length;
+        if !summary_only {
+            ranges.push(KeyRange {
+                start: (previous + 1) % slots,
+                end: point.slot,
+                replica: name_of(point.id),
+            });
+        }
+    }
+    (ranges, owned)
 }
 
 /// `/ui`, `/ui/state.json`, `/ui/events`, `/healthz` and `/readyz` over
@@ -282,5 +295,51 @@ mod tests {
         assert!(PAGE.contains("new EventSource(\"/ui/events\")"));
         assert!(!PAGE.contains("src=\"http"), "no external scripts");
         assert!(!PAGE.contains("href=\"http"), "no external styles");
+    }
+
+    /// The ranges agree with the ring crate's own lookups: every key's
+    /// slot lies in a range of the replica the ring sends it to, and the
+    /// ranges cover the ring once.
+    #[test]
+    fn key_ranges_agree_with_ring_lookups() {
+        for (probing, vnodes) in [
+            (ringlb_ring::Probing::Linear, 9),
+            (ringlb_ring::Probing::Shared, 3),
+            (ringlb_ring::Probing::Linear, 1),
+        ] {
+            let config = RingConfig {
+                probing,
+                vnodes,
+                ..RingConfig::default()
+            };
+            for ids in [&[1u64, 2, 3][..], &[2], &[1, 4, 7, 9, 12]] {
+                let ring = Ring::build(&config, ids).expect("ring");
+                let (ranges, owned) = key_ranges(ring.virtual_nodes(), config.slots, false, |id| {
+                    id.to_string()
+                });
+                assert_eq!(owned.values().sum::<u64>(), u64::from(config.slots));
+                let owner_of_slot = |slot: u32| {
+                    ranges
+                        .iter()
+                        .find(|r| {
+                            if r.start <= r.end && ranges.len() > 1 {
+                                (r.start..=r.end).contains(&slot)
+                            } else {
+                                slot >= r.start || slot <= r.end
+                            }
+                        })
+                        .map(|r| r.replica.clone())
+                };
+                for key in 100_000..101_000u64 {
+                    let slot = ring.slot_of(key);
+                    let member = ring.lookup(key).expect("a replica");
+                    assert_eq!(
+                        owner_of_slot(slot),
+                        Some(ids[member].to_string()),
+                        "{probing:?} K={vnodes} {ids:?} key {key} slot {slot}"
+                    );
+                }
+            }
+        }
     }
 }
