@@ -9,7 +9,8 @@
 //! up) the line is dropped and counted (`ringlb_access_log_dropped_total`
 //! on `/metrics`) rather than stalling the request, as nginx's
 //! `access_log … buffer=` and Envoy's access log flush do, minus their
-//! blocking. With the log off, the request path pays one branch.
+//! blocking. With the log off, the request path pays a branch (and one per
+//! attempt): no clock read, no allocation.
 //!
 //! Fields: time of arrival, client address, method, target, HTTP version,
 //! status, response body bytes, duration, replica, attempts and the

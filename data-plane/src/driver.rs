@@ -239,7 +239,8 @@ pub(crate) async fn drive<E: Exchange>(
         replica = tracing::field::Empty,
         attempt = tracing::field::Empty,
     );
-    // With the access log off, this is the one branch the request pays.
+    // With the access log off, this branch (and one per attempt in
+    // `route`) is all the log costs: no clock read, no allocation.
     let Some(log) = shared.access_log.as_deref() else {
         return serve(shared, client, request, exchange, None)
             .instrument(span)
