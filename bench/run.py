@@ -33,13 +33,15 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # fast engine buys, measured in the same run. The "-busy-poll(ing)" rows are
 # ringlb with `--busy-poll` and HAProxy with `busy-polling`: each proxy's
 # option to poll instead of sleeping between events.
+# "ringlb-access-log" is ringlb with `--access-log` to a file (JSON lines):
+# what the access log costs, measured in the same run.
 # "ringlb-before" is the data plane binary given with `--before-bin` (an
 # earlier commit's): a change to the request path measured before and after
 # in one run. "ringlb-2procs" is two data-plane processes sharing one port
 # with `--reuse-port` (the kernel spreads the connections), pinned to the
 # same core as the one-process row: what splitting costs, not what more
 # cores would give.
-PROXIES = ["ringlb", "ringlb-before", "ringlb-busy-poll", "ringlb-hyper", "ringlb-2procs", "nginx", "haproxy",
+PROXIES = ["ringlb", "ringlb-before", "ringlb-busy-poll", "ringlb-hyper", "ringlb-2procs", "ringlb-access-log", "nginx", "haproxy",
            "haproxy-busy-polling"]
 WORKLOADS = [("one key (/home)", False), ("spread keys (/k/N)", True)]
 
@@ -319,6 +321,8 @@ def run(args, tmp, procs):
         _, second = data_plane("--reuse-port", port=port)
         data_planes["ringlb-2procs"] = (port, first)
         extra_pids["ringlb-2procs"] = [second.pid]
+    if "ringlb-access-log" in args.proxies:
+        data_planes["ringlb-access-log"] = data_plane("--access-log", os.path.join(tmp, "access.log"))
     listed = json.loads(subprocess.run(
         ["grpcurl", "-plaintext", "-d", "{}", f"127.0.0.1:{grpc_port}", "ringlb.v1.ControlPlane/ListReplicas"],
         capture_output=True, text=True, check=True).stdout)
@@ -464,6 +468,8 @@ def write_results(args, results):
                              "connection)."),
             ("ringlb-2procs", "`ringlb-2procs` is two data-plane processes on one port with `--reuse-port`, both "
                               "on core 0 (its CPU is the sum of both)."),
+            ("ringlb-access-log", "`ringlb-access-log` is the same data plane with `--access-log <file>` (a JSON "
+                                  "line per request, written by its own thread)."),
             ("haproxy-busy-polling", "`haproxy-busy-polling` is HAProxy's config with `busy-polling` (it polls even "
                                      "when idle, so it is paused outside its own turns)."),
         ) if row in args.proxies),

@@ -47,12 +47,16 @@ cat <<MSG
     control plane   http://$CONTROL_HTTP          (HTTP admin: /rep /add /rm /config)
                     $CONTROL_GRPC                 (gRPC: grpcurl -plaintext $CONTROL_GRPC list)
     metrics         http://$METRICS/metrics (data plane), http://$CONTROL_METRICS/metrics (control plane)
+    live ring page  http://$CONTROL_HTTP/ui
+    admin CLI       $bin/ringctl --addr $CONTROL_GRPC status
 
   try
     curl localhost:$port/home
     curl localhost:$port/rep
     curl -X POST localhost:$port/add -d '{"n": 2, "hostnames": ["S5"]}'
     curl -X DELETE localhost:$port/rm -d '{"n": 1, "hostnames": ["S5"]}'
+    $bin/ringctl --addr $CONTROL_GRPC add 2          (watch http://$CONTROL_HTTP/ui)
+    $bin/ringctl --addr $CONTROL_GRPC watch
 
   Ctrl-C stops everything.
 

@@ -169,6 +169,59 @@ impl ControlPlane for ControlPlaneService {
         Ok(Response::new(v1::AckRingResponse {}))
     }
 
+    async fn report_load(
+        &self,
+        request: Request<v1::ReportLoadRequest>,
+    ) -> Result<Response<v1::ReportLoadResponse>, Status> {
+        let r = request.into_inner();
+        if r.subscriber.is_empty() {
+            return Err(Status::invalid_argument("subscriber must not be empty"));
+        }
+        self.manager.live().report(
+            &r.subscriber,
+            r.version,
+            r.replicas
+                .into_iter()
+                .map(|load| (load.name, load.requests, load.errors)),
+        );
+        Ok(Response::new(v1::ReportLoadResponse {}))
+    }
+
+    async fn get_status(
+        &self,
+        _request: Request<v1::GetStatusRequest>,
+    ) -> Result<Response<v1::StatusReport>, Status> {
+        let state = crate::ui::state(&self.manager);
+        Ok(Response::new(v1::StatusReport {
+            version: state.version,
+            config: Some((&state.config).into()),
+            replicas: state
+                .replicas
+                .into_iter()
+                .map(|r| v1::ReplicaStatus {
+                    vnodes: state.config.vnodes * r.weight,
+                    name: r.name,
+                    id: r.id,
+                    address: r.address,
+                    state: r.state.to_owned(),
+                    owned_slots: r.owned_slots,
+                    rps: r.load.rps,
+                    share: r.load.share,
+                    heartbeat_misses: r.heartbeat.misses,
+                })
+                .collect(),
+            data_planes: state
+                .data_planes
+                .into_iter()
+                .map(|d| v1::DataPlaneStatus {
+                    rps: d.load.map_or(0.0, |l| l.rps),
+                    id: d.id,
+                    applied: d.applied,
+                })
+                .collect(),
+        }))
+    }
+
     async fn get_ring_config(
         &self,
         _request: Request<v1::GetRingConfigRequest>,

@@ -118,6 +118,11 @@ pub async fn run_checker(manager: Arc<Manager>, settings: CheckerSettings) {
         let results = futures::future::join_all(probes).await;
         misses.retain(|(name, id), _| state.find(name).is_some_and(|r| r.id == *id));
         for (replica, result) in results {
+            manager.live().heartbeat(
+                &replica.name,
+                replica.id,
+                result.as_ref().err().map(String::as_str),
+            );
             let key = (replica.name.clone(), replica.id);
             match result {
                 Ok(()) => {

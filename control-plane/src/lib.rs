@@ -4,7 +4,8 @@
 //! authoritative ring ([`manager::Manager`]), checks heartbeats and replaces
 //! dead replicas ([`health`]), serves the HTTP admin API ([`http_api`]) and
 //! the gRPC API ([`grpc`]), and streams versioned ring snapshots to every
-//! data plane.
+//! data plane. The admin port also serves the live ring page ([`ui`]) and
+//! the health endpoints.
 //!
 //! Unsafe code is denied except for two audited calls in the process backend
 //! (`prctl` and `kill`).
@@ -20,11 +21,13 @@ pub mod error;
 pub mod grpc;
 pub mod health;
 pub mod http_api;
+pub mod live;
 pub mod manager;
 pub mod metrics;
 pub mod names;
 pub mod state;
 pub mod subscribers;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -120,7 +123,8 @@ async fn serve(
 
     let http_server = axum::serve(
         Accepting(http),
-        http_api::router(manager.clone(), options.admin_token.clone()),
+        http_api::router(manager.clone(), options.admin_token.clone())
+            .merge(ui::router(manager.clone())),
     )
     .with_graceful_shutdown(stop.clone().cancelled_owned());
     let grpc_server = grpc::serve(manager.clone(), grpc, stop.clone(), options.admin_token);

@@ -43,7 +43,8 @@ struct Args {
     #[arg(long, env = "RINGLB_GRPC_LISTEN", default_value = ringlb_control_plane::DEFAULT_GRPC_LISTEN)]
     grpc_listen: SocketAddr,
 
-    /// Address of the Prometheus /metrics endpoint; off unless given.
+    /// Address of the Prometheus /metrics endpoint, with /healthz and
+    /// /readyz as on the admin port; off unless given.
     #[arg(long, env = "RINGLB_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
 
@@ -85,6 +86,12 @@ struct Args {
     /// scripts and tests that bind port 0).
     #[arg(long)]
     announce: bool,
+
+    /// Health check for images without curl: GET this URL (e.g.
+    /// http://127.0.0.1:5100/readyz), exit 0 on a 2xx and 1 otherwise, and
+    /// do nothing else.
+    #[arg(long, value_name = "URL")]
+    probe: Option<String>,
 }
 
 /// The Docker and Swarm backends' settings ([`DockerSettings`]).
@@ -267,9 +274,19 @@ fn replica_bin(explicit: Option<PathBuf>) -> PathBuf {
     })
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(url) = &args.probe {
+        std::process::exit(ringlb_rt::probe_exit(url));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
     ringlb_rt::init_tracing("info");
     let checker = CheckerSettings::from(&args.checker);
     let heartbeat_timeout = args.checker.heartbeat_timeout.into();
@@ -328,10 +345,14 @@ async fn main() -> anyhow::Result<()> {
             let source = manager.clone();
             let render: ringlb_rt::Render =
                 Arc::new(move || ringlb_control_plane::metrics::render(&source));
+            let probed = manager.clone();
+            let ready: ringlb_rt::Ready =
+                Arc::new(move || ringlb_control_plane::ui::ready(&probed).is_ok());
             let stop = metrics_stop.clone();
-            metrics_task = Some(tokio::spawn(ringlb_rt::serve_metrics(
+            metrics_task = Some(tokio::spawn(ringlb_rt::serve_admin(
                 listener,
                 render,
+                ready,
                 stop.cancelled_owned(),
             )));
             Some(local)

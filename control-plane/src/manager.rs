@@ -15,6 +15,7 @@ use crate::backend::Backend;
 use crate::epoch::Epoch;
 use crate::error::ManagerError;
 use crate::health::Prober;
+use crate::live::{Change, Live};
 use crate::names;
 use crate::state::{Replica, RingState, SharedState, build_ring};
 use crate::subscribers::Subscribers;
@@ -93,6 +94,8 @@ pub struct Manager {
     /// Graceful drains on `/rm` that completed, and that timed out.
     drained: AtomicU64,
     drain_timeouts: AtomicU64,
+    /// Events, heartbeats and load for the live ring page.
+    live: Live,
 }
 
 impl Manager {
@@ -116,6 +119,7 @@ impl Manager {
             failed: AtomicU64::new(0),
             drained: AtomicU64::new(0),
             drain_timeouts: AtomicU64::new(0),
+            live: Live::default(),
             settings,
         }
     }
@@ -151,6 +155,11 @@ impl Manager {
         &self.settings
     }
 
+    /// Events, heartbeats and load for the live ring page ([`crate::ui`]).
+    pub fn live(&self) -> &Live {
+        &self.live
+    }
+
     /// Adopt the replicas the backend already runs, or start `server-1..N`.
     ///
     /// # Errors
@@ -178,7 +187,7 @@ impl Manager {
         *desired = replicas.len();
         let next = self.current().with_replicas(replicas);
         next.ring()?;
-        Ok(self.publish(next))
+        Ok(self.publish(next, Change::Boot))
     }
 
     /// `/add`: start `n` replicas (the given names first), all or nothing.
@@ -225,7 +234,7 @@ impl Manager {
             let mut replicas = current.replicas.clone();
             replicas.extend(started);
             *desired += request.n;
-            self.publish(current.with_replicas(replicas))
+            self.publish(current.with_replicas(replicas), Change::Added)
         };
         self.await_convergence(published.version).await;
         Ok(published)
@@ -272,7 +281,7 @@ impl Manager {
             .cloned()
             .collect();
         *desired = desired.saturating_sub(request.n);
-        let published = self.publish(current.with_replicas(remaining));
+        let published = self.publish(current.with_replicas(remaining), Change::Removed);
         self.await_convergence(published.version).await;
         let within = self.settings.drain_timeout;
         if !within.is_zero() {
@@ -316,11 +325,14 @@ impl Manager {
             let config = change(&current.config)?;
             build_ring(&config, &current.replicas)?;
             tracing::info!(?config, "ring configuration changed");
-            self.publish(RingState {
-                version: current.version + 1,
-                config,
-                replicas: current.replicas.clone(),
-            })
+            self.publish(
+                RingState {
+                    version: current.version + 1,
+                    config,
+                    replicas: current.replicas.clone(),
+                },
+                Change::Config,
+            )
         };
         self.await_convergence(published.version).await;
         Ok(published)
@@ -351,7 +363,12 @@ impl Manager {
                 .filter(|r| r.name != name)
                 .cloned()
                 .collect();
-            self.publish(current.with_replicas(remaining));
+            self.publish(
+                current.with_replicas(remaining),
+                Change::Failed {
+                    reason: reason.to_owned(),
+                },
+            );
             if let Err(e) = self.backend.stop(name).await {
                 tracing::warn!(%name, error = %e, "cleaning up the failed replica");
             }
@@ -412,7 +429,7 @@ impl Manager {
                     tracing::info!(replacements = ?names, n = *desired, "replicas replaced; N restored");
                     let mut replicas = current.replicas.clone();
                     replicas.extend(started);
-                    self.publish(current.with_replicas(replicas));
+                    self.publish(current.with_replicas(replicas), Change::Replaced);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, missing, "cannot start replacement replicas; will retry")
@@ -518,10 +535,11 @@ impl Manager {
         )
     }
 
-    fn publish(&self, next: RingState) -> SharedState {
+    fn publish(&self, next: RingState, why: Change) -> SharedState {
         let next = Arc::new(next);
         tracing::info!(version = next.version, replicas = ?next.names(), "ring version published");
-        self.state.send_replace(next.clone());
+        let previous = self.state.send_replace(next.clone());
+        self.live.published(&previous, &next, &why);
         next
     }
 

@@ -113,6 +113,17 @@ impl Subscribers {
         self.wait_until(within, || self.draining(replicas)).await
     }
 
+    /// Every connected subscriber and the version it applied, by id.
+    pub fn applied(&self) -> Vec<(String, u64)> {
+        let mut all: Vec<(String, u64)> = self
+            .entries
+            .iter()
+            .map(|e| (e.key().clone(), e.applied))
+            .collect();
+        all.sort();
+        all
+    }
+
     /// How many subscribers are connected.
     pub fn len(&self) -> usize {
         self.entries.len()

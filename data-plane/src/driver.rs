@@ -14,12 +14,13 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http::StatusCode;
 use http::uri::Authority;
 use tracing::Instrument;
 
+use crate::access_log::{AccessLog, CLIENT_CLOSED_STATUS, Entry, Line};
 use crate::balance;
 use crate::config::MAX_ATTEMPTS;
 use crate::error::{AttemptError, Chain, Side};
@@ -180,6 +181,10 @@ pub(crate) trait Exchange {
     /// The answer's status code.
     fn status(answer: &Self::Answer) -> u16;
 
+    /// The answer's body length as its head frames it, when known before
+    /// the body is relayed (for the access log).
+    fn body_len(answer: &Self::Answer) -> Option<u64>;
+
     /// Send the request to the upstream of `pools` and read its final
     /// response head (forwarding any 1xx to the client on the way).
     async fn attempt(&mut self, pools: &ReplicaPools) -> Result<Self::Answer, AttemptError>;
@@ -196,6 +201,16 @@ pub(crate) struct RequestInfo<'r> {
     pub idempotent: bool,
     /// `/rep`, `/add`, `/rm`: for the control plane.
     pub admin: bool,
+    /// The request line, for the access log.
+    pub line: Line<'r>,
+}
+
+/// What the route taken was, for the access log.
+#[derive(Debug, Default)]
+struct Trace {
+    key: Option<u64>,
+    replica: Option<String>,
+    attempts: usize,
 }
 
 /// What to answer a request with.
@@ -225,13 +240,71 @@ pub(crate) async fn drive<E: Exchange>(
         replica = tracing::field::Empty,
         attempt = tracing::field::Empty,
     );
-    if request.admin {
-        shared.stats.admin.fetch_add(1, Ordering::Relaxed);
-        return admin(shared, exchange).instrument(span).await;
-    }
-    route(shared, client, request, exchange)
+    // With the access log off, this branch (and one per attempt in
+    // `route`) is all the log costs: no clock read, no allocation.
+    let Some(log) = shared.access_log.as_deref() else {
+        return serve(shared, client, request, exchange, None)
+            .instrument(span)
+            .await;
+    };
+    logged(shared, log, client, request, exchange)
         .instrument(span)
         .await
+}
+
+async fn serve<E: Exchange>(
+    shared: &Shared,
+    client: IpAddr,
+    request: RequestInfo<'_>,
+    exchange: &mut E,
+    trace: Option<&mut Trace>,
+) -> Outcome<E::Answer> {
+    if request.admin {
+        shared.stats.admin.fetch_add(1, Ordering::Relaxed);
+        return admin(shared, exchange).await;
+    }
+    route(shared, client, request, exchange, trace).await
+}
+
+/// [`serve`], then one access log line.
+async fn logged<E: Exchange>(
+    shared: &Shared,
+    log: &AccessLog,
+    client: IpAddr,
+    request: RequestInfo<'_>,
+    exchange: &mut E,
+) -> Outcome<E::Answer> {
+    let at = SystemTime::now();
+    let started = Instant::now();
+    let mut trace = Trace::default();
+    let outcome = serve(shared, client, request, exchange, Some(&mut trace)).await;
+    let (status, bytes) = match &outcome {
+        Outcome::Forward(answer) => (E::status(answer), E::body_len(answer)),
+        Outcome::Refuse(refusal, _) => (
+            refusal.status.as_u16(),
+            Some(if request.line.is_head() {
+                0
+            } else {
+                ringlb_api::failure(&refusal.message).len() as u64
+            }),
+        ),
+        Outcome::Abort(_) => (CLIENT_CLOSED_STATUS, None),
+    };
+    log.record(
+        &shared.stats,
+        &Entry {
+            at,
+            client,
+            line: request.line,
+            status,
+            bytes,
+            duration: started.elapsed(),
+            replica: trace.replica.as_deref(),
+            attempts: trace.attempts,
+            key: trace.key,
+        },
+    );
+    outcome
 }
 
 /// `/rep`, `/add`, `/rm`: to the control plane, once and untimed (an `/add`
@@ -253,6 +326,7 @@ async fn route<E: Exchange>(
     client: IpAddr,
     request: RequestInfo<'_>,
     exchange: &mut E,
+    mut trace: Option<&mut Trace>,
 ) -> Outcome<E::Answer> {
     let stats = &shared.stats;
     let Some(table) = shared.table.load_full().filter(|t| !t.ring.is_empty()) else {
@@ -262,6 +336,9 @@ async fn route<E: Exchange>(
     let key = crate::key::key_of(table.key_source, request.path, request.request_id, client);
     let span = tracing::Span::current();
     span.record("key", key);
+    if let Some(trace) = trace.as_deref_mut() {
+        trace.key = Some(key);
+    }
     let timeout = shared.limits.upstream_timeout;
     let arrived = Instant::now();
     let mut tried = [""; MAX_ATTEMPTS];
@@ -275,6 +352,10 @@ async fn route<E: Exchange>(
         }
         tried[attempt] = &upstream.name;
         count = attempt + 1;
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.replica = Some(upstream.name.clone());
+            trace.attempts = count;
+        }
         upstream.stats.requests.fetch_add(1, Ordering::Relaxed);
         let in_flight = balance::InFlight::start(&upstream.stats);
         let pools = upstream.pools(shared.worker);

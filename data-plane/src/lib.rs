@@ -42,6 +42,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 mod balance;
 pub mod busy_poll;
 pub mod config;
@@ -51,6 +52,7 @@ mod engine;
 mod error;
 pub mod key;
 mod pool;
+mod report;
 mod rules;
 pub mod server;
 pub mod stats;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use ringlb_data_plane::access_log::{AccessLog, AccessLogFormat, AccessLogTarget};
 use ringlb_data_plane::config::{self, Engine, Limits};
 use ringlb_data_plane::{DataPlane, server};
 
@@ -47,7 +48,9 @@ struct Args {
     #[arg(long, env = "RINGLB_CONTROL_PLANE_HTTP", value_delimiter = ',', default_value = server::DEFAULT_CONTROL_PLANE_HTTP)]
     control_plane_http: Vec<String>,
 
-    /// Address of the Prometheus /metrics endpoint; off unless given.
+    /// Address of the Prometheus /metrics endpoint, with /healthz (alive)
+    /// and /readyz (a ring is applied; stays ready with its last ring while
+    /// the control plane is away); off unless given.
     #[arg(long, env = "RINGLB_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
 
@@ -90,10 +93,39 @@ struct Args {
     /// that bind port 0), after `metrics <addr>` if --metrics-listen is on.
     #[arg(long)]
     announce: bool,
+
+    #[command(flatten)]
+    operators: OperatorArgs,
+}
+
+/// Access log and health probe ([`ringlb_data_plane::access_log`]).
+#[derive(Debug, clap::Args)]
+struct OperatorArgs {
+    /// Write one line per request (time, client, method, target, status,
+    /// bytes, duration, replica, attempts, key) to `stdout` or to this file
+    /// (appended). Buffered and bounded: when the writer cannot keep up,
+    /// lines are dropped and counted (ringlb_access_log_dropped_total),
+    /// never waited for. Off unless given.
+    #[arg(long, env = "RINGLB_ACCESS_LOG")]
+    access_log: Option<AccessLogTarget>,
+
+    /// Access log line format: `json` (one object per line) or `combined`
+    /// (NCSA combined, then duration in ms, replica, attempts and key).
+    #[arg(long, env = "RINGLB_ACCESS_LOG_FORMAT", default_value = AccessLogFormat::default().name())]
+    access_log_format: AccessLogFormat,
+
+    /// Health check for images without curl: GET this URL (e.g.
+    /// http://127.0.0.1:9100/readyz), exit 0 on a 2xx and 1 otherwise,
+    /// and do nothing else.
+    #[arg(long, value_name = "URL")]
+    probe: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(url) = &args.operators.probe {
+        std::process::exit(ringlb_rt::probe_exit(url));
+    }
     if args.busy_poll.is_some_and(|window| !window.is_zero()) && args.workers.is_none() {
         anyhow::bail!(
             "--busy-poll needs --workers N (single-threaded runtimes: a spinner keeps its \
@@ -122,7 +154,15 @@ enum Listeners {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
+    let access_log = match &args.operators.access_log {
+        Some(target) => Some(Arc::new(
+            AccessLog::open(target, args.operators.access_log_format)
+                .context("cannot open the access log")?,
+        )),
+        None => None,
+    };
     let mut builder = DataPlane::builder()
+        .access_log(access_log.clone())
         .control_planes_grpc(args.control_plane_grpc.clone())
         .control_planes_http(args.control_plane_http.clone())
         .limits(args.limits.into())
@@ -163,13 +203,22 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 println!("metrics {metrics_addr}");
             }
             let stats = data_plane.stats();
+            let applied = stats.clone();
             let render: ringlb_rt::Render = Arc::new(move || stats.render());
+            // Ready once a ring is applied; it stays so with its last ring
+            // while the control plane is away.
+            let ready: ringlb_rt::Ready = Arc::new(move || {
+                applied
+                    .ring_version
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    > 0
+            });
             let mut stop_seen = stop_seen.clone();
             let shutdown = async move {
                 let _ = stop_seen.wait_for(|stopped| *stopped).await;
             };
-            Some(tokio::spawn(ringlb_rt::serve_metrics(
-                metrics, render, shutdown,
+            Some(tokio::spawn(ringlb_rt::serve_admin(
+                metrics, render, ready, shutdown,
             )))
         }
         None => None,
@@ -186,6 +235,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let _ = stopped.send(true);
     if let Some(metrics) = metrics {
         let _ = metrics.await;
+    }
+    if let Some(log) = &access_log {
+        log.flush();
     }
     served?;
     tracing::info!("data plane stopped");

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tonic::transport::Endpoint;
 
+use crate::access_log::AccessLog;
 use crate::busy_poll::{self, Activity};
 use crate::config::{Engine, Limits, MIN_HEAD_LIMIT};
 use crate::engine;
@@ -61,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) hyper: engine::hyper::Server,
     /// Told of every request and response when busy polling is on.
     pub(crate) activity: Option<Arc<Activity>>,
+    /// Where the driver writes a line per request, when on.
+    pub(crate) access_log: Option<Arc<AccessLog>>,
 }
 
 impl Shared {
@@ -105,6 +108,7 @@ pub struct DataPlaneBuilder {
     limits: Limits,
     engine: Engine,
     busy_poll: Option<Duration>,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 impl DataPlaneBuilder {
@@ -170,6 +174,13 @@ impl DataPlaneBuilder {
     /// Off (`None` or zero) by default.
     pub fn busy_poll(mut self, window: Option<Duration>) -> Self {
         self.busy_poll = window.filter(|w| !w.is_zero());
+        self
+    }
+
+    /// Write a line per request to `log` ([`crate::access_log`]); off
+    /// (`None`) by default.
+    pub fn access_log(mut self, log: Option<Arc<AccessLog>>) -> Self {
+        self.access_log = log;
         self
     }
 
@@ -242,6 +253,7 @@ impl DataPlaneBuilder {
                 stats,
                 engine: self.engine,
                 busy_poll: self.busy_poll,
+                access_log: self.access_log,
             },
             subscription,
         })
@@ -258,6 +270,7 @@ struct Parts {
     stats: Arc<Stats>,
     engine: Engine,
     busy_poll: Option<Duration>,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 impl Parts {
@@ -279,6 +292,7 @@ impl Parts {
             engine: self.engine,
             hyper: engine::hyper::Server::new(&self.limits),
             activity: self.busy_poll.map(|window| Arc::new(Activity::new(window))),
+            access_log: self.access_log.clone(),
         })
     }
 }
@@ -302,6 +316,7 @@ impl DataPlane {
             limits: Limits::default(),
             engine: Engine::default(),
             busy_poll: None,
+            access_log: None,
         }
     }
 
@@ -314,6 +329,16 @@ impl DataPlane {
     /// The data plane's counters.
     pub fn stats(&self) -> Arc<Stats> {
         self.parts.stats.clone()
+    }
+
+    /// The load reports for the control plane's ring page.
+    fn reporter(&self) -> impl Future<Output = ()> + use<> {
+        crate::report::run(
+            self.subscription.endpoints.clone(),
+            self.subscription.current.clone(),
+            self.subscription.subscriber.clone(),
+            self.parts.stats.clone(),
+        )
     }
 
     /// Watch the ring and proxy requests accepted on `listener` until
@@ -336,6 +361,7 @@ impl DataPlane {
             }
             None => None,
         };
+        let reporter = tokio::spawn(self.reporter());
         let watcher = tokio::spawn(self.subscription.run());
         let limits = self.parts.limits;
         let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -344,6 +370,7 @@ impl DataPlane {
         let _ = stop.send(true);
         drain(&slots, &limits).await;
         watcher.abort();
+        reporter.abort();
         if let Some(spinner) = spinner {
             spinner.abort();
         }
@@ -409,6 +436,7 @@ impl DataPlane {
             }
         }
         drop(done);
+        let reporter = tokio::spawn(self.reporter());
         let watcher = tokio::spawn(self.subscription.run());
         if failure.is_none() {
             tokio::select! {
@@ -428,6 +456,7 @@ impl DataPlane {
             }
         }
         watcher.abort();
+        reporter.abort();
         failure.map_or(Ok(()), Err)
     }
 }

@@ -127,6 +127,8 @@ pub struct Stats {
     pub ring_epoch: AtomicU64,
     /// Ring snapshots refused as older than the ring in force.
     pub refused: AtomicU64,
+    /// Access log lines dropped because the writer could not keep up.
+    pub access_log_dropped: AtomicU64,
 }
 
 impl Stats {
@@ -155,6 +157,22 @@ impl Stats {
             .collect();
         out.sort();
         out
+    }
+
+    /// Requests sent to and failed attempts on each replica, by name:
+    /// `(name, requests, errors)`, cumulative.
+    pub fn load_by_replica(&self) -> Vec<(String, u64, u64)> {
+        self.upstreams
+            .iter()
+            .map(|e| {
+                let s = e.value();
+                (
+                    e.key().clone(),
+                    s.requests.load(Ordering::Relaxed),
+                    s.errors.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
     }
 
     /// Prometheus text exposition.
@@ -205,6 +223,11 @@ impl Stats {
             "ringlb_ring_refused_total",
             "Ring snapshots refused as older (epoch, version) than the ring in force.",
             self.refused.load(Ordering::Relaxed),
+        );
+        counter(
+            "ringlb_access_log_dropped_total",
+            "Access log lines dropped because the writer could not keep up.",
+            self.access_log_dropped.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             out,

@@ -4,11 +4,13 @@
 mod accept;
 mod listen;
 mod metrics;
+mod probe;
 
 pub use accept::{MAX_ACCEPT_BACKOFF, MIN_ACCEPT_BACKOFF, accept};
 pub use listen::{LISTEN_BACKLOG, listen, listen_many};
 
-pub use metrics::{Render, serve_metrics};
+pub use metrics::{Ready, Render, serve_admin, serve_metrics};
+pub use probe::{PROBE_TIMEOUT, ProbeError, probe, probe_exit};
 use tracing_subscriber::EnvFilter;
 
 /// How long every ringlb server gives its open connections to finish once

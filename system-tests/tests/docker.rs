@@ -102,6 +102,23 @@ async fn docker_mode_end_to_end() {
     )
     .await;
     assert_eq!(replica_containers(), ["server-1", "server-2", "server-3"]);
+    // The compose healthchecks (each binary's --probe on its /readyz) pass.
+    eventually(
+        Duration::from_secs(90),
+        "the control plane and data plane containers to be healthy",
+        || async {
+            let healthy = docker(&[
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=com.docker.compose.project={PROJECT}"),
+                "--filter",
+                "health=healthy",
+            ]);
+            (healthy.lines().count() == 2).then_some(())
+        },
+    )
+    .await;
 
     // SPEC.md through localhost, every endpoint and error, as in process mode.
     contract::add_errors(&[&lb, &admin], &admin).await;

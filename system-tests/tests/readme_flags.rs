@@ -71,9 +71,14 @@ fn same_default(readme: &str, help: Option<&str>) -> bool {
 }
 
 fn check(binary: &str, heading: &str) {
+    check_at_least(binary, heading, 5);
+}
+
+/// [`check`] for a section whose table has at least `min_rows` rows.
+fn check_at_least(binary: &str, heading: &str, min_rows: usize) {
     let help = help_defaults(binary);
     let rows = readme_rows(heading);
-    assert!(rows.len() >= 5, "{heading}: only {rows:?}");
+    assert!(rows.len() >= min_rows, "{heading}: only {rows:?}");
     for (flag, default) in rows {
         let Some(actual) = help.get(&flag) else {
             panic!("README ({heading}) names {flag}, which `{binary} --help` does not have");
@@ -93,6 +98,11 @@ fn the_control_plane_table_matches_its_help() {
 #[test]
 fn the_data_plane_table_matches_its_help() {
     check("data-plane", "Data plane");
+}
+
+#[test]
+fn the_ringctl_table_matches_its_help() {
+    check_at_least("ringctl", "Operators", 3);
 }
 
 #[test]

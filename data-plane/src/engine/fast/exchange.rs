@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use super::pool::{Conn, RawPool};
 use super::request::RequestHead;
-use super::response::{self, ResponseHead};
+use super::response::{self, Framing, ResponseHead};
 use super::{MIN_READ, READ_CHUNK};
 use crate::config::{MAX_INTERIM_RESPONSES, MAX_RESPONSE_HEAD_BYTES};
 use crate::driver::Exchange;
@@ -42,6 +42,14 @@ impl Exchange for FastExchange<'_> {
 
     fn status(answer: &Answer) -> u16 {
         answer.head.status
+    }
+
+    fn body_len(answer: &Answer) -> Option<u64> {
+        match answer.head.framing {
+            Framing::Empty => Some(0),
+            Framing::Length(n) => Some(n as u64),
+            Framing::Chunked | Framing::UntilClose => None,
+        }
     }
 
     async fn attempt(&mut self, pools: &ReplicaPools) -> Result<Answer, AttemptError> {

@@ -36,6 +36,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::access_log::Line;
 use crate::driver::{self, Outcome, Refusal, RequestInfo};
 use crate::error::Chain;
 use crate::server::Shared;
@@ -211,6 +212,7 @@ impl ClientConn {
             request_id: head.request_id.clone().map(|r| &buf[r]),
             idempotent: head.idempotent,
             admin: head.admin,
+            line: Line::Raw(&buf[..head.len]),
         };
         let mut exchange = FastExchange {
             client: stream,

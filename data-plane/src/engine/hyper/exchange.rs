@@ -17,6 +17,7 @@ use super::interim::{Interim, Window};
 use super::pool::PooledBody;
 use super::request::{self, Outbound};
 use super::{ProxyBody, aborted, refused, upgrade};
+use crate::access_log::Line;
 use crate::config::MAX_INTERIM_RESPONSES;
 use crate::driver::{self, Exchange, Outcome, Refusal, RequestInfo};
 use crate::error::AttemptError;
@@ -61,6 +62,11 @@ pub(crate) async fn handle(
             .map(HeaderValue::as_bytes),
         idempotent: rules::is_idempotent(parts.method.as_str().as_bytes()),
         admin: rules::is_admin(path),
+        line: Line::Parsed {
+            method: parts.method.as_str(),
+            target: parts.uri.path_and_query().map_or(path, |p| p.as_str()),
+            version: version_name(parts.version),
+        },
     };
     let mut exchange = HyperExchange {
         outbound: &outbound,
@@ -79,6 +85,17 @@ pub(crate) async fn handle(
         Outcome::Forward(response) => to_client(response),
         Outcome::Refuse(refusal, _) => refused(&refusal),
         Outcome::Abort(_) => aborted(),
+    }
+}
+
+/// How the request line spells `version`.
+fn version_name(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
     }
 }
 
@@ -123,6 +140,13 @@ impl Exchange for HyperExchange<'_> {
 
     fn status(answer: &Response<PooledBody>) -> u16 {
         answer.status().as_u16()
+    }
+
+    fn body_len(answer: &Response<PooledBody>) -> Option<u64> {
+        answer
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
     }
 
     async fn attempt(
