@@ -91,7 +91,7 @@ swarm-up: ## Run on Docker Swarm (after `make build`): a one-node swarm on 127.0
 swarm-down: ## Remove the Swarm system, its replica services, and the swarm and overlay if swarm-up made them
 	./scripts/swarm.sh down
 
-analysis: static ## Tasks A-1..A-4 against a system it starts itself; writes analysis/report/ (ARGS="--target http://localhost:5000" for a running one)
+analysis: static ## Tasks A-1..A-5 against a system it starts itself; writes analysis/report/ (ARGS="--target http://localhost:5000" for a running one)
 	$(STATIC) $(CARGO) build --release --target $(TARGET) -p ringlb-analysis
 	$(BIN_DIR)/analysis --out analysis/report $(ARGS)
 

@@ -412,3 +412,114 @@ impl<C: Chart> Chart for Panels<C> {
         Ok(())
     }
 }
+
+/// Bars side by side per label, one per group (e.g. a setting off and on),
+/// with a value over each bar and an optional dashed reference line.
+pub struct GroupedBars {
+    pub title: String,
+    pub y_desc: String,
+    pub labels: Vec<String>,
+    /// (legend, one value per label; `None` draws no bar and says "none").
+    pub groups: Vec<(String, Vec<Option<f64>>)>,
+    /// Decimals of the values written over the bars.
+    pub decimals: usize,
+    /// Unit after those values, e.g. `%` or ` ms`.
+    pub unit: String,
+    /// (legend, y) of a dashed horizontal line.
+    pub reference: Option<(String, f64)>,
+}
+
+impl Chart for GroupedBars {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let n = self.labels.len().max(1);
+        let groups = self.groups.len().max(1);
+        let highest = self
+            .groups
+            .iter()
+            .flat_map(|(_, v)| v.iter().flatten().copied())
+            .fold(0.0, f64::max)
+            .max(self.reference.as_ref().map_or(0.0, |(_, y)| *y));
+        let top = if highest > 0.0 { highest * 1.25 } else { 1.0 };
+        let mut chart = ChartBuilder::on(area)
+            .caption(&self.title, (FONT, 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d((0..n - 1).into_segmented(), 0f64..top)
+            .map_err(err)?;
+        let labels = &self.labels;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+                _ => String::new(),
+            })
+            .y_desc(self.y_desc.as_str())
+            .label_style((FONT, 13))
+            .draw()
+            .map_err(err)?;
+        // Bars are placed in pixels inside each label's segment.
+        let (width, _) = chart.plotting_area().dim_in_pixel();
+        let segment = f64::from(width) / n as f64;
+        let pad = segment * 0.1;
+        let bar = (segment - 2.0 * pad) / groups as f64;
+        let px = |v: f64| v.max(0.0).round() as u32;
+        for (g, (name, values)) in self.groups.iter().enumerate() {
+            let style = color(g).filled();
+            chart
+                .draw_series(values.iter().enumerate().filter_map(|(i, v)| {
+                    let v = (*v)?;
+                    let mut rect = Rectangle::new(
+                        [
+                            (SegmentValue::Exact(i), 0.0),
+                            (SegmentValue::Exact(i + 1), v),
+                        ],
+                        style,
+                    );
+                    let left = pad + g as f64 * bar;
+                    let right = pad + (groups - 1 - g) as f64 * bar;
+                    rect.set_margin(0, 0, px(left + 2.0), px(right + 2.0));
+                    Some(rect)
+                }))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], style));
+            let dx = (pad + (g as f64 + 0.5) * bar - segment / 2.0).round() as i32;
+            let decimals = self.decimals;
+            let unit = &self.unit;
+            chart
+                .draw_series(values.iter().enumerate().map(|(i, v)| {
+                    let (text, y) = match v {
+                        Some(v) => (format!("{v:.decimals$}{unit}"), *v),
+                        None => ("none".to_owned(), 0.0),
+                    };
+                    EmptyElement::at((SegmentValue::CenterOf(i), y + top * 0.01))
+                        + Text::new(
+                            text,
+                            (dx, 0),
+                            TextStyle::from((FONT, 12).into_font()).pos(text_anchor_bottom()),
+                        )
+                }))
+                .map_err(err)?;
+        }
+        if let Some((name, y)) = &self.reference {
+            let y = *y;
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(SegmentValue::Exact(0), y), (SegmentValue::Exact(n), y)],
+                    8,
+                    5,
+                    BLACK.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2))
+                });
+        }
+        legend(&mut chart)?;
+        Ok(())
+    }
+}

@@ -12,6 +12,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+/// The header the data plane takes a request's key from (`key_source = request-id`).
+const REQUEST_ID: &str = "x-request-id";
+
 /// A pooled HTTP/1.1 client for one system.
 #[derive(Clone)]
 pub struct Client {
@@ -48,10 +51,25 @@ impl Client {
         path: &str,
         body: &str,
     ) -> anyhow::Result<Answer> {
-        let req = Request::builder()
+        self.send_with(addr, method, path, body, None).await
+    }
+
+    /// [`Client::send`], with an `X-Request-ID` header when `request_id` is given.
+    async fn send_with(
+        &self,
+        addr: &str,
+        method: Method,
+        path: &str,
+        body: &str,
+        request_id: Option<u64>,
+    ) -> anyhow::Result<Answer> {
+        let mut req = Request::builder()
             .method(method)
-            .uri(format!("http://{addr}{path}"))
-            .body(Full::new(Bytes::from(body.to_owned())))?;
+            .uri(format!("http://{addr}{path}"));
+        if let Some(id) = request_id {
+            req = req.header(REQUEST_ID, id);
+        }
+        let req = req.body(Full::new(Bytes::from(body.to_owned())))?;
         let resp = tokio::time::timeout(Duration::from_secs(30), self.http.request(req))
             .await
             .context("no answer within 30 s")??;
@@ -70,6 +88,48 @@ impl Client {
             bail!("/home answered {}: {}", answer.status, answer.body);
         }
         served_by(&answer.body)
+    }
+
+    /// `GET /home` with `X-Request-ID: id`: the name of the replica that answered.
+    pub async fn home_keyed(&self, id: u64) -> anyhow::Result<String> {
+        let answer = self
+            .send_with(&self.lb, Method::GET, "/home", "", Some(id))
+            .await?;
+        if answer.status != StatusCode::OK {
+            bail!(
+                "/home (X-Request-ID: {id}) answered {}: {}",
+                answer.status,
+                answer.body
+            );
+        }
+        served_by(&answer.body)
+    }
+
+    /// `GET http://addr/metrics`: a data plane's Prometheus text.
+    pub async fn metrics(&self, addr: &str) -> anyhow::Result<String> {
+        let answer = self.send(addr, Method::GET, "/metrics", "").await?;
+        if answer.status != StatusCode::OK {
+            bail!("GET {addr}/metrics answered {}", answer.status);
+        }
+        Ok(answer.body)
+    }
+
+    /// The `hash_balance_factor` in force, from `GET /config` on the control plane.
+    pub async fn hash_balance_factor(&self) -> anyhow::Result<u32> {
+        let answer = self.send(&self.admin, Method::GET, "/config", "").await?;
+        if answer.status != StatusCode::OK {
+            bail!("GET /config answered {}: {}", answer.status, answer.body);
+        }
+        let value: Value = serde_json::from_str(&answer.body)
+            .with_context(|| format!("GET /config: not JSON: {}", answer.body))?;
+        // A control plane that omits the field has bounded load off.
+        match &value["message"]["config"]["hash_balance_factor"] {
+            Value::Null => Ok(0),
+            v => v
+                .as_u64()
+                .and_then(|f| u32::try_from(f).ok())
+                .with_context(|| format!("GET /config: hash_balance_factor is {v}")),
+        }
     }
 
     /// The replica names of `/rep`.

@@ -135,3 +135,51 @@ impl Stream {
         events
     }
 }
+
+/// One request of a keyed burst.
+#[derive(Clone, Debug)]
+pub struct Keyed {
+    /// Whether it carried the hot key.
+    pub hot: bool,
+    /// The replica that answered, or `None` for a failed request.
+    pub replica: Option<String>,
+    /// From sending it until its whole answer was read.
+    pub ms: f64,
+}
+
+/// One `GET /home` per `(X-Request-ID, hot)` of `ids`, at most
+/// `concurrency` in flight; each timed. Returns the requests in completion
+/// order and how long the whole burst took.
+pub async fn keyed_burst(
+    client: &Client,
+    ids: &[(u64, bool)],
+    concurrency: usize,
+    bar: &ProgressBar,
+) -> (Vec<Keyed>, Duration) {
+    let started = Instant::now();
+    let mut out = Vec::with_capacity(ids.len());
+    let mut answers = futures::stream::iter(ids.iter().copied())
+        .map(|(id, hot)| {
+            let client = client.clone();
+            async move {
+                let sent = Instant::now();
+                let answer = client.home_keyed(id).await;
+                let ms = sent.elapsed().as_secs_f64() * 1000.0;
+                let replica = match answer {
+                    Ok(replica) => Some(replica),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "request failed");
+                        None
+                    }
+                };
+                Keyed { hot, replica, ms }
+            }
+        })
+        .buffer_unordered(concurrency.max(1));
+    while let Some(answer) = answers.next().await {
+        out.push(answer);
+        bar.inc(1);
+    }
+    bar.finish();
+    (out, started.elapsed())
+}

@@ -63,6 +63,19 @@ pub fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
+/// The `p`-th percentile (0 < p <= 100) of `values` by the nearest-rank
+/// method: the smallest value with at least p % of the values at or below
+/// it. `None` for no values.
+pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
 /// Bucket event times (ms since a start) into `width_ms` buckets from
 /// `from_ms` (inclusive) to `to_ms` (exclusive); returns the count per bucket.
 pub fn buckets(times_ms: &[f64], from_ms: f64, to_ms: f64, width_ms: f64) -> Vec<u64> {
@@ -114,6 +127,17 @@ mod tests {
         assert_eq!(s.max_over_mean, 2.0);
         assert_eq!(Spread::of(&[]), None);
         assert_eq!(Spread::of(&[0, 0]).map(|s| s.cv), Some(0.0));
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let values: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        assert_eq!(percentile(&values, 99.0), Some(99.0));
+        assert_eq!(percentile(&values, 50.0), Some(50.0));
+        assert_eq!(percentile(&values, 100.0), Some(100.0));
+        assert_eq!(percentile(&[3.0, 1.0, 2.0], 99.0), Some(3.0));
+        assert_eq!(percentile(&[7.0], 1.0), Some(7.0));
+        assert_eq!(percentile(&[], 99.0), None);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct Local {
     pub control_plane_pid: Option<u32>,
     pub lb: String,
     pub admin: String,
+    /// The data plane's Prometheus `/metrics`, `host:port`.
+    pub metrics: String,
 }
 
 /// Where the sibling binaries live (the analysis is built with them).
@@ -36,7 +38,12 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-async fn spawn_announcing(mut cmd: Command, name: &str) -> anyhow::Result<(Child, String)> {
+/// Start `cmd` and wait for its `ready <rest>` line; returns the child,
+/// `<rest>` and the lines it printed before (e.g. `metrics <addr>`).
+async fn spawn_announcing(
+    mut cmd: Command,
+    name: &str,
+) -> anyhow::Result<(Child, String, Vec<String>)> {
     cmd.stdout(Stdio::piped())
         .stdin(Stdio::null())
         .kill_on_drop(true);
@@ -45,17 +52,30 @@ async fn spawn_announcing(mut cmd: Command, name: &str) -> anyhow::Result<(Child
         .with_context(|| format!("cannot start {name}"))?;
     let stdout = child.stdout.take().context("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .with_context(|| format!("{name} did not become ready within 30 s"))??
-        .with_context(|| format!("{name} exited before it was ready"))?;
-    let rest = line
-        .strip_prefix("ready ")
-        .with_context(|| format!("{name} said {line:?}"))?
-        .to_owned();
+    let mut earlier = Vec::new();
+    let ready = tokio::time::timeout(READY_WITHIN, async {
+        loop {
+            let line = lines
+                .next_line()
+                .await?
+                .with_context(|| format!("{name} exited before it was ready"))?;
+            match line.strip_prefix("ready ") {
+                Some(rest) => return anyhow::Ok(rest.to_owned()),
+                None if earlier.len() < MAX_LINES_BEFORE_READY => earlier.push(line),
+                None => bail!("{name} said {earlier:?} but not ready"),
+            }
+        }
+    })
+    .await
+    .with_context(|| format!("{name} did not become ready within {READY_WITHIN:?}"))??;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((child, rest))
+    Ok((child, ready, earlier))
 }
+
+/// How long a process of the system may take to announce itself.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+/// Lines a process may print before `ready` (the data plane: `metrics <addr>`).
+const MAX_LINES_BEFORE_READY: usize = 8;
 
 impl Local {
     /// Start a control plane (process backend, `replicas` replicas) and a
@@ -73,7 +93,7 @@ impl Local {
         .arg(sibling("replica")?)
         .args(["--replicas", &replicas.to_string()])
         .env("RUST_LOG", "warn");
-        let (cp, ready) = spawn_announcing(cp, "control-plane").await?;
+        let (cp, ready, _) = spawn_announcing(cp, "control-plane").await?;
         let field = |key: &str| {
             ready
                 .split_whitespace()
@@ -83,18 +103,30 @@ impl Local {
         };
         let (admin, grpc) = (field("http=")?, field("grpc=")?);
         let mut dp = Command::new(sibling("data-plane")?);
-        dp.args(["--listen", "127.0.0.1:0", "--announce"])
-            .arg("--control-plane-grpc")
-            .arg(format!("http://{grpc}"))
-            .args(["--control-plane-http", &admin])
-            .env("RUST_LOG", "warn");
-        let (dp, lb) = spawn_announcing(dp, "data-plane").await?;
+        dp.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--announce",
+        ])
+        .arg("--control-plane-grpc")
+        .arg(format!("http://{grpc}"))
+        .args(["--control-plane-http", &admin])
+        .env("RUST_LOG", "warn");
+        let (dp, lb, said) = spawn_announcing(dp, "data-plane").await?;
+        let metrics = said
+            .iter()
+            .find_map(|l| l.strip_prefix("metrics "))
+            .map(str::to_owned)
+            .with_context(|| format!("the data plane did not announce its metrics: {said:?}"))?;
         let control_plane_pid = cp.id();
         Ok(Local {
             control_plane_pid,
             children: vec![dp, cp],
             lb,
             admin,
+            metrics,
         })
     }
 

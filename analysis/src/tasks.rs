@@ -1,4 +1,4 @@
-//! Tasks A-1 to A-4 against a running system. Each returns its measured
+//! Tasks A-1 to A-5 against a running system. Each returns its measured
 //! data; the report and charts are made from nothing else.
 
 use std::time::Duration;
@@ -7,8 +7,9 @@ use http::Method;
 use serde::Serialize;
 
 use crate::client::Client;
-use crate::load::{self, Event, Stream};
-use crate::stats::{Spread, buckets};
+use crate::load::{self, Event, Keyed, Stream};
+use crate::metrics::{self, Sampler, Scrape};
+use crate::stats::{Spread, buckets, percentile};
 use crate::system::{KillWith, kill_replica};
 
 /// Requests per measurement by default (the assignment's 10,000).
@@ -19,6 +20,22 @@ pub const DEFAULT_CONCURRENCY: usize = 200;
 pub const DEFAULT_N_MIN: usize = 2;
 /// The largest N of A-2 by default.
 pub const DEFAULT_N_MAX: usize = 6;
+
+/// A-5's hot key (`X-Request-ID`) by default.
+pub const DEFAULT_HOT_KEY: u64 = 424_242;
+/// The percentage of A-5's requests that carry the hot key by default.
+pub const DEFAULT_HOT_PERCENT: u8 = 50;
+/// A-5's `hash_balance_factor` for its second run by default.
+pub const DEFAULT_BALANCE_FACTOR: u32 = 150;
+/// How often A-5 samples the data plane's in-flight gauges.
+pub const METRICS_SAMPLE_INTERVAL: Duration = Duration::from_millis(5);
+/// Unmeasured requests (random ids) A-5 sends before its first run, so that
+/// neither run pays for opening connections (at most --requests of them).
+pub const WARMUP_REQUESTS: u64 = 1_000;
+/// Seed of A-5's random ids, so both of its runs send the same ids.
+const WORKLOAD_SEED: u64 = 0x5eed_a5a5;
+/// The percentile A-5 reports.
+pub const LATENCY_PERCENTILE: f64 = 99.0;
 
 /// Knobs shared by the tasks.
 #[derive(Clone, Debug)]
@@ -366,4 +383,329 @@ pub async fn compare(
         a1,
         a2,
     })
+}
+
+/// A-5's knobs.
+#[derive(Clone, Debug)]
+pub struct HotKeySettings {
+    /// The hot key, sent as `X-Request-ID`.
+    pub key: u64,
+    /// The percentage of requests that carry it (the rest: random ids).
+    pub percent: u8,
+    /// The `hash_balance_factor` of the second run.
+    pub factor: u32,
+    /// The data plane's `/metrics`, `host:port`, when known.
+    pub metrics: Option<String>,
+}
+
+/// The ring A-5 runs on: the spec's functions send 84 % of random keys to
+/// one replica, which would hide the hot key's own skew, so A-5 uses an even
+/// ring, one of A-4's alternatives.
+pub fn hot_key_setup() -> RingSetup {
+    RingSetup {
+        name: "xxh3, M=4096, K=64".into(),
+        patch: r#"{"slots": 4096, "vnodes": 64, "request_hash": "xxh3", "vnode_hash": "xxh3", "probing": "linear", "key_source": "request-id"}"#.into(),
+    }
+}
+
+/// A `/config` body that sets only `hash_balance_factor`.
+pub fn factor_patch(factor: u32) -> String {
+    format!(r#"{{"hash_balance_factor": {factor}}}"#)
+}
+
+/// splitmix64: a small, seeded generator for reproducible random ids.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `requests` `(X-Request-ID, hot)` pairs: exactly `percent` % of them (to
+/// the nearest request, spread evenly through the sequence) carry `hot`,
+/// the others random 6-digit ids other than `hot`.
+pub fn workload(requests: u64, percent: u8, hot: u64, seed: u64) -> Vec<(u64, bool)> {
+    let p = u64::from(percent.min(100));
+    let mut state = seed;
+    (0..requests)
+        .map(|i| {
+            if (i + 1) * p / 100 > i * p / 100 {
+                return (hot, true);
+            }
+            loop {
+                let id = 100_000 + splitmix64(&mut state) % 900_000;
+                if id != hot {
+                    return (id, false);
+                }
+            }
+        })
+        .collect()
+}
+
+/// One of A-5's two runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct HotKeyRun {
+    pub factor: u32,
+    pub requests: u64,
+    /// Of those, the requests that carried the hot key.
+    pub hot_requests: u64,
+    pub failed: u64,
+    pub seconds: f64,
+    /// Requests answered by each replica (from the answers' bodies).
+    pub counts: Vec<u64>,
+    /// Of those, the requests that carried the hot key.
+    pub hot_counts: Vec<u64>,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub p99_hot_ms: Option<f64>,
+    pub p99_other_ms: Option<f64>,
+    /// The p99 of the requests each replica answered (`None`: it answered none).
+    pub p99_by_replica_ms: Vec<Option<f64>>,
+    /// From the data plane's `/metrics`, when read: spills during the run.
+    pub spills: Option<u64>,
+    /// Requests the data plane forwarded to each replica during the run.
+    pub forwarded: Option<Vec<u64>>,
+    /// The data plane's in-flight requests per replica, over the samples.
+    pub in_flight_mean: Option<Vec<f64>>,
+    pub in_flight_max: Option<Vec<u64>>,
+    pub in_flight_samples: usize,
+}
+
+/// A-5: a hot key with bounded load off, then on.
+#[derive(Clone, Debug, Serialize)]
+pub struct HotKey {
+    pub config: String,
+    pub hot_key: u64,
+    pub hot_percent: u8,
+    pub factor: u32,
+    /// Unmeasured requests sent before the first run.
+    pub warmup: u64,
+    /// The factor in force before A-5, put back after it.
+    pub factor_before: u32,
+    pub replicas: Vec<String>,
+    /// The replica that answered the hot key with bounded load off.
+    pub owner: String,
+    pub metrics: Option<String>,
+    pub off: HotKeyRun,
+    pub on: HotKeyRun,
+}
+
+impl HotKey {
+    /// The owner's index in `replicas`.
+    pub fn owner_index(&self) -> usize {
+        self.replicas
+            .iter()
+            .position(|r| *r == self.owner)
+            .unwrap_or(0)
+    }
+}
+
+/// A-5: the same hot-key workload at factor 0 and at `hot.factor`, on
+/// [`hot_key_setup`]'s ring at N = 3. The factor in force before is put
+/// back afterwards, also when a run fails.
+pub async fn hot_key(
+    client: &Client,
+    settings: &Settings,
+    hot: &HotKeySettings,
+) -> anyhow::Result<HotKey> {
+    let setup = hot_key_setup();
+    let factor_before = client.hash_balance_factor().await?;
+    client.set_config(&setup.patch).await?;
+    client.scale_to(3).await?;
+    let replicas = client.replicas().await?;
+    let ids = workload(settings.requests, hot.percent, hot.key, WORKLOAD_SEED);
+    let warmup = WARMUP_REQUESTS.min(settings.requests);
+    let measured = async {
+        client.set_config(&factor_patch(0)).await?;
+        let random = workload(warmup, 0, hot.key, !WORKLOAD_SEED);
+        let bar = load::progress(warmup, "hot key, warm-up", settings.quiet);
+        load::keyed_burst(client, &random, settings.concurrency, &bar).await;
+        let off = hot_key_run(client, settings, hot, &replicas, &ids, 0).await?;
+        client.set_config(&factor_patch(hot.factor)).await?;
+        let on = hot_key_run(client, settings, hot, &replicas, &ids, hot.factor).await?;
+        anyhow::Ok((off, on))
+    }
+    .await;
+    let restored = client.set_config(&factor_patch(factor_before)).await;
+    let (off, on) = measured?;
+    restored?;
+    let owner_index = off
+        .hot_counts
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, c)| **c)
+        .filter(|(_, c)| **c > 0)
+        .map(|(i, _)| i)
+        .ok_or_else(|| anyhow::anyhow!("no hot-key request was answered with the factor off"))?;
+    Ok(HotKey {
+        config: setup.name,
+        hot_key: hot.key,
+        hot_percent: hot.percent,
+        factor: hot.factor,
+        warmup,
+        factor_before,
+        owner: replicas[owner_index].clone(),
+        replicas,
+        metrics: hot.metrics.clone(),
+        off,
+        on,
+    })
+}
+
+async fn hot_key_run(
+    client: &Client,
+    settings: &Settings,
+    hot: &HotKeySettings,
+    replicas: &[String],
+    ids: &[(u64, bool)],
+    factor: u32,
+) -> anyhow::Result<HotKeyRun> {
+    let what = format!("hot key, factor {factor}");
+    let bar = load::progress(ids.len() as u64, &what, settings.quiet);
+    let before = match &hot.metrics {
+        Some(addr) => Some(metrics::scrape(client, addr).await?),
+        None => None,
+    };
+    let sampler = hot
+        .metrics
+        .as_deref()
+        .map(|addr| Sampler::start(client, addr, METRICS_SAMPLE_INTERVAL));
+    let (answers, elapsed) = load::keyed_burst(client, ids, settings.concurrency, &bar).await;
+    let samples = match sampler {
+        Some(s) => s.stop().await,
+        None => Vec::new(),
+    };
+    let after = match &hot.metrics {
+        Some(addr) => Some(metrics::scrape(client, addr).await?),
+        None => None,
+    };
+    let failed = answers.iter().filter(|a| a.replica.is_none()).count() as u64;
+    if failed > 0 {
+        tracing::warn!(failed, "requests failed during A-5");
+    }
+    let answered_by = |name: &str, hot_only: bool| {
+        answers
+            .iter()
+            .filter(|a| a.replica.as_deref() == Some(name) && (a.hot || !hot_only))
+            .count() as u64
+    };
+    let p99_of = |keep: &dyn Fn(&Keyed) -> bool| {
+        let ms: Vec<f64> = answers
+            .iter()
+            .filter(|a| a.replica.is_some() && keep(a))
+            .map(|a| a.ms)
+            .collect();
+        percentile(&ms, LATENCY_PERCENTILE)
+    };
+    let all_ms: Vec<f64> = answers
+        .iter()
+        .filter(|a| a.replica.is_some())
+        .map(|a| a.ms)
+        .collect();
+    let (spills, forwarded) = match (&before, &after) {
+        (Some(b), Some(a)) => (
+            Some(a.spills.saturating_sub(b.spills)),
+            Some(delta(replicas, b, a)),
+        ),
+        _ => (None, None),
+    };
+    let (in_flight_mean, in_flight_max) = if samples.is_empty() {
+        (None, None)
+    } else {
+        let of = |r: &String| -> Vec<u64> {
+            samples
+                .iter()
+                .map(|s| s.in_flight.get(r).copied().unwrap_or(0))
+                .collect()
+        };
+        (
+            Some(
+                replicas
+                    .iter()
+                    .map(|r| of(r).iter().sum::<u64>() as f64 / samples.len() as f64)
+                    .collect(),
+            ),
+            Some(
+                replicas
+                    .iter()
+                    .map(|r| of(r).iter().copied().max().unwrap_or(0))
+                    .collect(),
+            ),
+        )
+    };
+    Ok(HotKeyRun {
+        factor,
+        requests: ids.len() as u64,
+        hot_requests: ids.iter().filter(|(_, hot)| *hot).count() as u64,
+        failed,
+        seconds: elapsed.as_secs_f64(),
+        counts: replicas.iter().map(|r| answered_by(r, false)).collect(),
+        hot_counts: replicas.iter().map(|r| answered_by(r, true)).collect(),
+        p50_ms: percentile(&all_ms, 50.0),
+        p99_ms: percentile(&all_ms, LATENCY_PERCENTILE),
+        p99_hot_ms: p99_of(&|a| a.hot),
+        p99_other_ms: p99_of(&|a| !a.hot),
+        p99_by_replica_ms: replicas
+            .iter()
+            .map(|r| p99_of(&|a| a.replica.as_deref() == Some(r.as_str())))
+            .collect(),
+        spills,
+        forwarded,
+        in_flight_mean,
+        in_flight_max,
+        in_flight_samples: samples.len(),
+    })
+}
+
+/// Requests forwarded to each replica between two scrapes.
+fn delta(replicas: &[String], before: &Scrape, after: &Scrape) -> Vec<u64> {
+    replicas
+        .iter()
+        .map(|r| {
+            let count = |s: &Scrape| s.requests.get(r).copied().unwrap_or(0);
+            count(after).saturating_sub(count(before))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workload_carries_the_hot_key_in_the_asked_share() {
+        let ids = workload(1000, 50, 424_242, 7);
+        let hot: Vec<&(u64, bool)> = ids.iter().filter(|(_, h)| *h).collect();
+        assert_eq!(hot.len(), 500);
+        assert!(hot.iter().all(|(id, _)| *id == 424_242));
+        // Evenly spread: every other request.
+        assert!(
+            ids.chunks(2)
+                .all(|pair| pair.iter().filter(|(_, h)| *h).count() == 1)
+        );
+        let others: Vec<u64> = ids.iter().filter(|(_, h)| !*h).map(|(id, _)| *id).collect();
+        assert!(
+            others
+                .iter()
+                .all(|id| (100_000..1_000_000).contains(id) && *id != 424_242)
+        );
+        let distinct: std::collections::BTreeSet<_> = others.iter().collect();
+        assert!(
+            distinct.len() > 490,
+            "random ids repeat: {}",
+            distinct.len()
+        );
+        // The same seed sends the same ids: both runs of A-5 see one workload.
+        assert_eq!(ids, workload(1000, 50, 424_242, 7));
+        assert_eq!(
+            workload(300, 30, 1, 7).iter().filter(|(_, h)| *h).count(),
+            90
+        );
+        assert_eq!(workload(10, 0, 1, 7).iter().filter(|(_, h)| *h).count(), 0);
+        assert_eq!(
+            workload(10, 100, 1, 7).iter().filter(|(_, h)| *h).count(),
+            10
+        );
+    }
 }

@@ -32,6 +32,8 @@ fn a_short_run_writes_the_whole_report() {
         "a4_scaling",
         "a4_cv",
         "a4_max_over_mean",
+        "a5_distribution",
+        "a5_p99",
     ] {
         let png = std::fs::read(out.join(format!("{chart}.png"))).expect("png written");
         assert!(
@@ -42,7 +44,7 @@ fn a_short_run_writes_the_whole_report() {
         assert!(svg.contains("<svg"), "{chart}.svg");
     }
     let report = std::fs::read_to_string(out.join("REPORT.md")).expect("report written");
-    for heading in ["## A-1", "## A-2", "## A-3", "## A-4"] {
+    for heading in ["## A-1", "## A-2", "## A-3", "## A-4", "## A-5"] {
         assert!(report.contains(heading), "{heading} missing");
     }
 
@@ -92,6 +94,54 @@ fn a_short_run_writes_the_whole_report() {
         "{}",
         results["endpoints"]
     );
+    // both runs answered every request, the hot key all went to its
+    // owner with bounded load off (no spill), and the data plane's counters
+    // cover the answers.
+    let a5 = &results["a5"];
+    let owner = a5["owner"].as_str().expect("owner");
+    let at_owner = a5["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .position(|r| r == owner)
+        .expect("owner is a replica");
+    for (run, factor) in [("off", 0), ("on", 150)] {
+        let r = &a5[run];
+        assert_eq!(r["factor"], factor, "{r}");
+        let counts: Vec<u64> = r["counts"]
+            .as_array()
+            .expect("counts")
+            .iter()
+            .map(|c| c.as_u64().expect("count"))
+            .collect();
+        assert_eq!(counts.len(), 3);
+        assert_eq!(
+            counts.iter().sum::<u64>() + r["failed"].as_u64().expect("failed"),
+            300,
+            "{r}"
+        );
+        assert_eq!(r["hot_requests"], 150, "{r}");
+        assert!(r["spills"].is_u64(), "spills measured: {r}");
+        assert!(r["p99_ms"].as_f64().expect("p99") > 0.0, "{r}");
+        // Each answer from a replica was forwarded to it (retries add more).
+        let forwarded = r["forwarded"].as_array().expect("forwarded measured");
+        for (sent, answered) in forwarded.iter().zip(&counts) {
+            assert!(sent.as_u64().expect("forwarded") >= *answered, "{r}");
+        }
+    }
+    assert_eq!(a5["off"]["spills"], 0, "spills with bounded load off");
+    assert_eq!(
+        a5["off"]["hot_counts"][at_owner], a5["off"]["hot_requests"],
+        "the owner answered every hot-key request with bounded load off"
+    );
+    assert_eq!(a5["factor_before"], 0);
+    let csv = std::fs::read_to_string(out.join("a5_hot_key.csv")).expect("a5 csv");
+    assert_eq!(csv.lines().count(), 1 + 2 * 4, "{csv}");
+    assert!(
+        report.contains(&format!("the hot key's owner {owner} served")),
+        "A-5 observation does not name the owner"
+    );
+
     // The sentences are computed: the A-1 numbers appear in the report.
     assert!(
         report.contains(&format!("{} (", a1_counts.iter().max().expect("max"))),

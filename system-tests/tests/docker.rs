@@ -327,6 +327,15 @@ async fn docker_mode_end_to_end() {
             .expect("json");
     assert_eq!(results["recovery"]["how"], "docker kill");
     assert_eq!(results["recovery"]["failed"], 0, "{}", results["recovery"]);
+    // A-5 ran both ways and put bounded load back off (no --metrics: the
+    // spills are not measured).
+    let a5 = &results["a5"];
+    assert_eq!(a5["off"]["factor"], 0, "{a5}");
+    assert_eq!(a5["on"]["factor"], 150, "{a5}");
+    assert_eq!(a5["off"]["failed"], 0, "{a5}");
+    assert_eq!(a5["on"]["failed"], 0, "{a5}");
+    assert!(a5["on"]["spills"].is_null(), "{a5}");
+    assert_eq!(a5["factor_before"], 0, "{a5}");
     let _ = std::fs::remove_dir_all(&report);
 
     // `make down` leaves no container and no network of ours.
