@@ -23,7 +23,22 @@
 //! data plane's subscriber says how).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The furthest ahead of this control plane's clock a reported epoch may
+/// be and still raise ours. The report comes from whoever opens a
+/// `WatchRing`: without a bound, one call with an epoch near `u64::MAX`
+/// would pin every later control plane to an epoch that can no longer grow,
+/// and data planes would refuse their rings. A day covers any real clock
+/// skew between hosts; a report beyond it is ignored (logged).
+pub const MAX_EPOCH_AHEAD: Duration = Duration::from_secs(24 * 60 * 60);
+
+fn clock_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
 
 /// The epoch of this control plane; only grows.
 #[derive(Debug)]
@@ -34,11 +49,7 @@ impl Epoch {
     /// milliseconds (at least 1, so that it orders after "no epoch", 0,
     /// even on a clock set before 1970).
     pub fn from_clock() -> Epoch {
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
-        Epoch::starting_at(millis)
+        Epoch::starting_at(clock_millis())
     }
 
     /// An epoch starting at `epoch` (at least 1).
@@ -52,10 +63,26 @@ impl Epoch {
     }
 
     /// A subscriber serves a ring of epoch `seen`: if that is higher than
-    /// ours, raise ours to `seen + 1` (saturating). An equal epoch is ours
-    /// (a data plane reconnecting) and changes nothing. Returns the epoch
-    /// in force after it.
+    /// ours, raise ours to `seen + 1`. An equal epoch is ours (a data plane
+    /// reconnecting) and changes nothing; one more than [`MAX_EPOCH_AHEAD`]
+    /// ahead of the clock is ignored. Returns the epoch in force after it.
     pub fn raise_above(&self, seen: u64) -> u64 {
+        self.raise_above_at(seen, clock_millis())
+    }
+
+    /// [`raise_above`](Self::raise_above) with the clock at `now` (Unix
+    /// milliseconds).
+    pub fn raise_above_at(&self, seen: u64, now: u64) -> u64 {
+        let ahead = u64::try_from(MAX_EPOCH_AHEAD.as_millis()).unwrap_or(u64::MAX);
+        if seen > now.saturating_add(ahead) {
+            let ours = self.get();
+            tracing::warn!(
+                reported = seen,
+                ours,
+                "a subscriber reported an epoch more than a day ahead of this clock; ignored"
+            );
+            return ours;
+        }
         let wanted = seen.saturating_add(1);
         let before = self
             .0
@@ -94,7 +121,15 @@ mod tests {
         assert_eq!(epoch.raise_above(5_000), 5_001, "later: raised above it");
         assert_eq!(epoch.get(), 5_001);
         assert_eq!(epoch.raise_above(2_000), 5_001, "never lowered");
-        assert_eq!(epoch.raise_above(u64::MAX), u64::MAX, "saturates");
+        let now = 10_000;
+        assert_eq!(
+            epoch.raise_above_at(u64::MAX, now),
+            5_001,
+            "an epoch far in the future is ignored, not saturated into"
+        );
+        let day = u64::try_from(MAX_EPOCH_AHEAD.as_millis()).expect("fits");
+        assert_eq!(epoch.raise_above_at(now + day, now), now + day + 1);
+        assert_eq!(epoch.raise_above_at(now + day + 2, now), now + day + 1);
         assert_eq!(Epoch::starting_at(0).get(), 1, "0 is kept for 'none'");
     }
 }

@@ -131,6 +131,11 @@ impl ControlPlane for ControlPlaneService {
         &self,
         request: Request<v1::WatchRingRequest>,
     ) -> Result<Response<Self::WatchRingStream>, Status> {
+        // Watching is a read, but a subscriber (a non-empty id) is waited
+        // for by every change and may raise the epoch: only with the token.
+        if !request.get_ref().subscriber.is_empty() {
+            self.admit(&request)?;
+        }
         let v1::WatchRingRequest { subscriber, epoch } = request.into_inner();
         if !subscriber.is_empty() {
             // Before the first snapshot: it must not order before the ring
@@ -157,6 +162,7 @@ impl ControlPlane for ControlPlaneService {
         &self,
         request: Request<v1::AckRingRequest>,
     ) -> Result<Response<v1::AckRingResponse>, Status> {
+        self.admit(&request)?;
         let r = request.into_inner();
         let draining = r
             .draining
@@ -173,6 +179,7 @@ impl ControlPlane for ControlPlaneService {
         &self,
         request: Request<v1::ReportLoadRequest>,
     ) -> Result<Response<v1::ReportLoadResponse>, Status> {
+        self.admit(&request)?;
         let r = request.into_inner();
         if r.subscriber.is_empty() {
             return Err(Status::invalid_argument("subscriber must not be empty"));

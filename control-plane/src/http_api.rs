@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Uri, header};
 use http_body_util::BodyExt;
-use ringlb_api::admin::{AdminOp, parse_scale_request};
+use ringlb_api::admin::{AdminError, AdminOp, parse_scale_request};
 use ringlb_ring::{RingConfigPatch, RingError, parse_name};
 use serde::{Deserialize, Serialize};
 
@@ -271,7 +271,23 @@ async fn set_config(State(api): State<Api>, headers: HeaderMap, body: Body) -> R
         Ok(body) => body,
         Err(response) => return response,
     };
-    let patch: ConfigPatch = match serde_json::from_slice(&body) {
+    // The same refusals as /add and /rm for what is not a JSON object.
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(value @ serde_json::Value::Object(_)) => value,
+        Ok(_) => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                &AdminError::NotAnObject.to_string(),
+            );
+        }
+        Err(e) => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                &AdminError::MalformedJson(e.to_string()).to_string(),
+            );
+        }
+    };
+    let patch: ConfigPatch = match serde_json::from_value(value) {
         Ok(patch) => patch,
         Err(e) => {
             return failure(

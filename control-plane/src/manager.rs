@@ -323,6 +323,10 @@ impl Manager {
             let _ops = self.desired.lock().await;
             let current = self.current();
             let config = change(&current.config)?;
+            if config == current.config {
+                // Nothing changes: no new version for the data planes.
+                return Ok(current);
+            }
             build_ring(&config, &current.replicas)?;
             tracing::info!(?config, "ring configuration changed");
             self.publish(

@@ -43,6 +43,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod auth;
 mod balance;
 pub mod busy_poll;
 pub mod config;

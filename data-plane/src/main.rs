@@ -109,6 +109,12 @@ struct OperatorArgs {
     #[arg(long, env = "RINGLB_ACCESS_LOG")]
     access_log: Option<AccessLogTarget>,
 
+    /// The control plane's admin token (its --admin-token), sent with the
+    /// ring subscription, acknowledgements and load reports, which such a
+    /// control plane refuses without it. Off unless given.
+    #[arg(long, env = "RINGLB_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+
     /// Access log line format: `json` (one object per line) or `combined`
     /// (NCSA combined, then duration in ms, replica, attempts and key).
     #[arg(long, env = "RINGLB_ACCESS_LOG_FORMAT", default_value = AccessLogFormat::default().name())]
@@ -163,6 +169,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     };
     let mut builder = DataPlane::builder()
         .access_log(access_log.clone())
+        .admin_token(args.operators.admin_token.as_deref())
+        .context("invalid --admin-token")?
         .control_planes_grpc(args.control_plane_grpc.clone())
         .control_planes_http(args.control_plane_http.clone())
         .limits(args.limits.into())

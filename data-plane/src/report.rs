@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ringlb_proto::v1;
-use ringlb_proto::v1::control_plane_client::ControlPlaneClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
+
+use crate::auth::{Bearer, Client};
 
 use crate::stats::Stats;
 
@@ -27,14 +28,15 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) async fn run(
     endpoints: Vec<Endpoint>,
     current: Arc<AtomicUsize>,
+    bearer: Bearer,
     subscriber: String,
     stats: Arc<Stats>,
 ) {
     // Lazy channels: nothing connects until a report is sent.
-    let mut clients: Vec<ControlPlaneClient<Channel>> = endpoints
+    let mut clients: Vec<Client> = endpoints
         .into_iter()
         .map(|endpoint| {
-            ControlPlaneClient::new(
+            bearer.client(
                 endpoint
                     .connect_timeout(REPORT_TIMEOUT)
                     .tcp_nodelay(true)

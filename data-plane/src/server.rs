@@ -109,6 +109,7 @@ pub struct DataPlaneBuilder {
     engine: Engine,
     busy_poll: Option<Duration>,
     access_log: Option<Arc<AccessLog>>,
+    bearer: crate::auth::Bearer,
 }
 
 impl DataPlaneBuilder {
@@ -184,6 +185,18 @@ impl DataPlaneBuilder {
         self
     }
 
+    /// The control plane's admin token, sent with the data plane's own
+    /// calls (subscription, acknowledgements, load reports); a control
+    /// plane started with `--admin-token` refuses them without it.
+    ///
+    /// # Errors
+    /// [`InvalidToken`](crate::auth::InvalidToken) for a token that is not
+    /// visible ASCII.
+    pub fn admin_token(mut self, token: Option<&str>) -> Result<Self, crate::auth::InvalidToken> {
+        self.bearer = crate::auth::Bearer::new(token)?;
+        Ok(self)
+    }
+
     /// # Errors
     /// A [`BuildError`] for a limit or an address it cannot use.
     pub fn build(self) -> Result<DataPlane, BuildError> {
@@ -243,6 +256,7 @@ impl DataPlaneBuilder {
             applied,
             draining: Default::default(),
             current: current.clone(),
+            bearer: self.bearer,
         };
         Ok(DataPlane {
             parts: Parts {
@@ -317,6 +331,7 @@ impl DataPlane {
             engine: Engine::default(),
             busy_poll: None,
             access_log: None,
+            bearer: crate::auth::Bearer::default(),
         }
     }
 
@@ -336,6 +351,7 @@ impl DataPlane {
         crate::report::run(
             self.subscription.endpoints.clone(),
             self.subscription.current.clone(),
+            self.subscription.bearer.clone(),
             self.subscription.subscriber.clone(),
             self.parts.stats.clone(),
         )

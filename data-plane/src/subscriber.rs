@@ -32,11 +32,11 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use ringlb_proto::RingVersion;
 use ringlb_proto::v1;
-use ringlb_proto::v1::control_plane_client::ControlPlaneClient;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::auth::{Bearer, Client};
 use crate::drain::Draining;
 use crate::pool::Pools;
 use crate::stats::Stats;
@@ -71,6 +71,8 @@ pub struct Subscription {
     /// Index in `endpoints` of the control plane that delivered the ring in
     /// force (0 until one did).
     pub current: Arc<AtomicUsize>,
+    /// The admin token sent with every call, if the control plane wants one.
+    pub bearer: Bearer,
 }
 
 /// What becomes of an offered snapshot.
@@ -183,7 +185,7 @@ impl Subscription {
             .connect()
             .await
             .map_err(|e| fail(e.to_string(), false))?;
-        let mut client = ControlPlaneClient::new(channel);
+        let mut client = self.bearer.client(channel);
         let request = v1::WatchRingRequest {
             subscriber: self.subscriber.clone(),
             epoch: order.held().map_or(0, |held| held.epoch),
@@ -216,13 +218,13 @@ impl Subscription {
             let offered = snapshot.ring_version();
             match order.judge(offered, Instant::now()) {
                 Verdict::Apply => {
-                    if !self.apply(&snapshot, order, None) {
+                    if !self.apply(&snapshot, order, None).await {
                         continue;
                     }
                 }
                 Verdict::ApplyStale => {
                     let held = order.held().unwrap_or_default();
-                    if !self.apply(&snapshot, order, Some(held)) {
+                    if !self.apply(&snapshot, order, Some(held)).await {
                         continue;
                     }
                 }
@@ -246,7 +248,7 @@ impl Subscription {
 
     /// Tell the control plane the version in force and the requests still
     /// in flight to replicas that left the ring.
-    async fn ack(&self, client: &mut ControlPlaneClient<Channel>, version: u64) {
+    async fn ack(&self, client: &mut Client, version: u64) {
         let ack = v1::AckRingRequest {
             subscriber: self.subscriber.clone(),
             version,
@@ -260,14 +262,28 @@ impl Subscription {
     }
 
     /// Compile and swap in `snapshot`; whether it could be used. `stale`:
-    /// the newer ring it replaces after the grace, for the log.
-    fn apply(
+    /// the newer ring it replaces after the grace, for the log. The table
+    /// is compiled on a blocking thread: a large ring (millions of virtual
+    /// nodes and slots) takes long to build, and the requests of this
+    /// runtime keep being served by the ring in force meanwhile.
+    async fn apply(
         &self,
         snapshot: &v1::RingSnapshot,
         order: &mut Order,
         stale: Option<RingVersion>,
     ) -> bool {
-        match RouteTable::from_snapshot(snapshot, &self.stats, &self.pools) {
+        let (owned, stats, pools) = (snapshot.clone(), self.stats.clone(), self.pools.clone());
+        let built =
+            tokio::task::spawn_blocking(move || RouteTable::from_snapshot(&owned, &stats, &pools))
+                .await;
+        let built = match built {
+            Ok(built) => built,
+            Err(e) => {
+                tracing::error!(error = %e, "building the routing table failed; keeping the last good one");
+                return false;
+            }
+        };
+        match built {
             Ok(table) => {
                 let names: Vec<&str> = table.upstreams.iter().map(|u| u.name.as_str()).collect();
                 let ring = table.version;

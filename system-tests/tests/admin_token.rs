@@ -157,3 +157,55 @@ async fn a_body_declared_as_something_else_than_json_is_refused() {
         assert_eq!(reply.status, 200, "{content_type}: {}", reply.text());
     }
 }
+
+/// With a token, the data plane's own calls need it too: a subscription
+/// (a non-empty subscriber id), an acknowledgement or a load report without
+/// it is refused, so nobody can pose as a data plane or acknowledge for one
+/// (which would cut a graceful drain short). Passive watching stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_plane_calls_need_the_token() {
+    let system = System::start(&["--admin-token", TOKEN]).await;
+    assert_eq!(
+        get(system.lb(), "/home").await.status,
+        200,
+        "the data plane has the token"
+    );
+    let mut grpc = ControlPlaneClient::connect(format!("http://{}", system.control_plane.grpc))
+        .await
+        .expect("gRPC");
+    let watch = |subscriber: &str| v1::WatchRingRequest {
+        subscriber: subscriber.into(),
+        epoch: 0,
+    };
+    let passive = grpc.watch_ring(watch("")).await;
+    assert!(passive.is_ok(), "passive watching is a read: {passive:?}");
+    let posing = grpc.watch_ring(watch("evil")).await.expect_err("refused");
+    assert_eq!(posing.code(), Code::Unauthenticated);
+    let ack = grpc
+        .ack_ring(v1::AckRingRequest {
+            subscriber: "evil".into(),
+            version: 1,
+            draining: vec![],
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(ack.code(), Code::Unauthenticated);
+    let report = grpc
+        .report_load(v1::ReportLoadRequest {
+            subscriber: "evil".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(report.code(), Code::Unauthenticated);
+
+    // A data plane without the token gets no ring.
+    let lone = ringlb_testkit::start_data_plane(
+        &system.control_plane.grpc,
+        &system.control_plane.http,
+        &[],
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let refused = get(&lone.addr, "/home").await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+}

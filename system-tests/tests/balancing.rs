@@ -235,6 +235,56 @@ async fn bad_weights_are_refused_and_change_nothing() {
         .expect("/rep")
         .text();
     assert_eq!(before, after);
+    // PUT /config: what is not an object, malformed JSON, an unknown field.
+    let config_before = request(&control_plane.http, Method::GET, "/config", "", &[])
+        .await
+        .expect("GET /config")
+        .text();
+    for (body, message) in [
+        (
+            r#"[1024, 9, "xxh3", "xxh3", "linear", "request-id", 150, 3, 1000, 50, 0]"#,
+            "Request body must be a JSON object".to_owned(),
+        ),
+        ("null", "Request body must be a JSON object".to_owned()),
+        (
+            r#"{"slots": "#,
+            "Malformed JSON body: EOF while parsing a value at line 1 column 10".to_owned(),
+        ),
+        (
+            r#"{"hash_balance_factr": 150}"#,
+            "Invalid ring configuration: unknown field `hash_balance_factr`".to_owned(),
+        ),
+        (
+            r#"{"hash_balance_factor": 99}"#,
+            "Invalid ring configuration: hash_balance_factor = 99 must be 0 (off) or at least 100"
+                .to_owned(),
+        ),
+    ] {
+        let reply = request(&control_plane.http, Method::PUT, "/config", body, &[])
+            .await
+            .expect("PUT /config");
+        assert_eq!(reply.status, 400, "{body}: {}", reply.text());
+        assert!(
+            reply
+                .text()
+                .starts_with(&format!(r#"{{"message": "<Error> {message}"#)),
+            "{body}: {}",
+            reply.text()
+        );
+    }
+    // A change that changes nothing publishes no new version.
+    let same = request(&control_plane.http, Method::PUT, "/config", "{}", &[])
+        .await
+        .expect("PUT /config {}");
+    assert_eq!(same.status, 200);
+    let config_after = request(&control_plane.http, Method::GET, "/config", "", &[])
+        .await
+        .expect("GET /config")
+        .text();
+    assert_eq!(
+        config_before, config_after,
+        "nothing changed, not even the version"
+    );
 }
 
 /// `n` concurrent `GET /slow?ms=…` with one `X-Request-ID`: who answered.

@@ -88,3 +88,63 @@ async fn every_data_plane_routes_by_the_new_ring_when_add_and_rm_answer() {
         }
     }
 }
+
+/// A large ring is compiled off the request path: while the data plane
+/// builds a ring of some 800,000 virtual nodes over 4 Mi slots, requests
+/// keep being answered from the ring in force, none stalls behind the build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_ring_is_built_while_requests_are_served() {
+    let system = System::start(&[
+        "--request-hash",
+        "xxh3",
+        "--vnode-hash",
+        "xxh3",
+        "--slots",
+        "4194304",
+        "--vnodes",
+        "4096",
+        "--probing",
+        "shared",
+    ])
+    .await;
+    let lb = system.lb().to_owned();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prober = {
+        let (lb, stop) = (lb.clone(), stop.clone());
+        tokio::spawn(async move {
+            let pool = ringlb_testkit::Pool::default();
+            let mut slowest = std::time::Duration::ZERO;
+            let mut answered = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && answered < 10_000 {
+                let started = std::time::Instant::now();
+                let reply = pool.get(&lb, "/home").await.expect("GET /home");
+                assert_eq!(reply.status, 200, "{}", reply.text());
+                slowest = slowest.max(started.elapsed());
+                answered += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            (answered, slowest)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let added = request(
+        &system.control_plane.http,
+        Method::POST,
+        "/add",
+        r#"{"n": 2, "weights": [100, 100]}"#,
+        &[],
+    )
+    .await
+    .expect("/add");
+    assert_eq!(added.status, 200, "{}", added.text());
+    // /add answers once the data plane acknowledged the new ring.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (answered, slowest) = prober.await.expect("prober");
+    eprintln!("{answered} requests during the rebuild, the slowest {slowest:?}");
+    assert!(answered >= 10, "the prober ran ({answered})");
+    assert!(
+        slowest < std::time::Duration::from_millis(500),
+        "a request waited {slowest:?}: the ring build blocked the request path"
+    );
+}

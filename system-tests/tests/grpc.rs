@@ -176,6 +176,25 @@ async fn the_epoch_is_raised_above_what_a_data_plane_reports() {
     assert_eq!(listed.epoch, later + 1, "the epoch stays raised");
 }
 
+/// One `WatchRing` with an absurd epoch (anyone can open one) must not pin
+/// the control plane's epoch where it can no longer grow: it is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_epoch_far_in_the_future_is_ignored() {
+    let cp = start_control_plane(&[]);
+    let mut grpc = client(&cp.grpc).await;
+    let started = first_snapshot(&mut grpc, "", 0).await;
+    for absurd in [u64::MAX, u64::MAX - 1, started.epoch + 2 * 24 * 3_600_000] {
+        let watched = first_snapshot(&mut grpc, "evil", absurd).await;
+        assert_eq!(watched.epoch, started.epoch, "epoch {absurd} ignored");
+    }
+    let listed = grpc
+        .list_replicas(v1::ListReplicasRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.epoch, started.epoch);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_ring_streams_the_current_snapshot_then_every_change() {
     let cp = start_control_plane(&[]);

@@ -477,9 +477,16 @@ pub struct System {
 }
 
 impl System {
+    /// With `--admin-token T` among the control plane's arguments, the data
+    /// plane is given the token too (it needs it to subscribe).
     pub async fn start(control_plane_args: &[&str]) -> System {
         let control_plane = start_control_plane(control_plane_args);
-        let data_plane = start_data_plane(&control_plane.grpc, &control_plane.http, &[]);
+        let token: Vec<&str> = control_plane_args
+            .windows(2)
+            .find(|pair| pair[0] == "--admin-token")
+            .map(|pair| vec!["--admin-token", pair[1]])
+            .unwrap_or_default();
+        let data_plane = start_data_plane(&control_plane.grpc, &control_plane.http, &token);
         let system = System {
             data_plane,
             control_plane,
