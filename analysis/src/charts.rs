@@ -5,6 +5,8 @@
 use std::path::Path;
 
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::SegmentedCoord;
+use plotters::coord::types::{RangedCoordf64, RangedCoordusize};
 use plotters::prelude::*;
 
 const FONT: &str = "sans-serif";
@@ -102,28 +104,7 @@ impl Chart for Bars {
         let n = self.values.len().max(1);
         let top = self.values.iter().copied().max().unwrap_or(1).max(1) as f64;
         let top = top.max(self.fair_share.unwrap_or(0.0)) * 1.15;
-        let mut chart = ChartBuilder::on(area)
-            .caption(&self.title, (FONT, 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            // A segmented 0..=k range has k + 1 segments: one per bar.
-            .build_cartesian_2d((0..n - 1).into_segmented(), 0f64..top)
-            .map_err(err)?;
-        let labels = &self.labels;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
-                _ => String::new(),
-            })
-            .y_desc("requests")
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .label_style((FONT, 13))
-            .draw()
-            .map_err(err)?;
+        let mut chart = labelled_bars(area, &self.title, &self.labels, top, "requests", Some(0))?;
         chart
             .draw_series(self.values.iter().enumerate().map(|(i, &v)| {
                 let mut bar = Rectangle::new(
@@ -440,26 +421,7 @@ impl Chart for GroupedBars {
             .fold(0.0, f64::max)
             .max(self.reference.as_ref().map_or(0.0, |(_, y)| *y));
         let top = if highest > 0.0 { highest * 1.25 } else { 1.0 };
-        let mut chart = ChartBuilder::on(area)
-            .caption(&self.title, (FONT, 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d((0..n - 1).into_segmented(), 0f64..top)
-            .map_err(err)?;
-        let labels = &self.labels;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
-                _ => String::new(),
-            })
-            .y_desc(self.y_desc.as_str())
-            .label_style((FONT, 13))
-            .draw()
-            .map_err(err)?;
+        let mut chart = labelled_bars(area, &self.title, &self.labels, top, &self.y_desc, None)?;
         // Bars are placed in pixels inside each label's segment.
         let (width, _) = chart.plotting_area().dim_in_pixel();
         let segment = f64::from(width) / n as f64;
@@ -522,4 +484,45 @@ impl Chart for GroupedBars {
         legend(&mut chart)?;
         Ok(())
     }
+}
+
+/// The axes of a bar chart with one labelled segment per label on x and
+/// `0..top` on y (labels with `y_decimals` decimals, or plotters' own),
+/// mesh drawn; the caller draws the bars.
+fn labelled_bars<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    labels: &[String],
+    top: f64,
+    y_desc: &str,
+    y_decimals: Option<usize>,
+) -> Result<
+    ChartContext<'a, DB, Cartesian2d<SegmentedCoord<RangedCoordusize>, RangedCoordf64>>,
+    String,
+> {
+    let n = labels.len().max(1);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        // A segmented 0..=k range has k + 1 segments: one per label.
+        .build_cartesian_2d((0..n - 1).into_segmented(), 0f64..top)
+        .map_err(err)?;
+    let x_label = |v: &SegmentValue<usize>| match v {
+        SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let mut mesh = chart.configure_mesh();
+    mesh.disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&x_label)
+        .y_desc(y_desc)
+        .label_style((FONT, 13));
+    let fixed = |v: &f64| format!("{v:.*}", y_decimals.unwrap_or(0));
+    if y_decimals.is_some() {
+        mesh.y_label_formatter(&fixed);
+    }
+    mesh.draw().map_err(err)?;
+    Ok(chart)
 }
