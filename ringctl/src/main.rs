@@ -501,17 +501,16 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
     let mut ctl = Ctl::connect(&cli.addr, cli.token.as_deref()).await?;
     let json = cli.json;
     let call = |call: &'static str| move |source| CtlError::Call { call, source };
+    // `list`, `add` and `rm` all answer the replica set.
+    let replica_set =
+        |name: &'static str, reply: Result<tonic::Response<v1::ReplicaSet>, tonic::Status>| {
+            let set: ReplicaSetOut = reply.map_err(call(name))?.into_inner().into();
+            emit(json, &set, || replica_set_text(&set))
+        };
     match cli.command {
         Command::List => {
             let request = ctl.request(v1::ListReplicasRequest {});
-            let set: ReplicaSetOut = ctl
-                .client
-                .list_replicas(request)
-                .await
-                .map_err(call("list"))?
-                .into_inner()
-                .into();
-            emit(json, &set, || replica_set_text(&set))
+            replica_set("list", ctl.client.list_replicas(request).await)
         }
         Command::Add(add) => {
             let request = ctl.request(v1::AddReplicasRequest {
@@ -519,28 +518,14 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
                 hostnames: add.scale.names,
                 weights: add.weights,
             });
-            let set: ReplicaSetOut = ctl
-                .client
-                .add_replicas(request)
-                .await
-                .map_err(call("add"))?
-                .into_inner()
-                .into();
-            emit(json, &set, || replica_set_text(&set))
+            replica_set("add", ctl.client.add_replicas(request).await)
         }
         Command::Rm(scale) => {
             let request = ctl.request(v1::RemoveReplicasRequest {
                 n: scale.n,
                 hostnames: scale.names,
             });
-            let set: ReplicaSetOut = ctl
-                .client
-                .remove_replicas(request)
-                .await
-                .map_err(call("rm"))?
-                .into_inner()
-                .into();
-            emit(json, &set, || replica_set_text(&set))
+            replica_set("rm", ctl.client.remove_replicas(request).await)
         }
         Command::Status => {
             let request = ctl.request(v1::GetStatusRequest {});

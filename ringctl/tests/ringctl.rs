@@ -160,13 +160,10 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn failures_have_clear_messages_and_exit_codes() {
-    // Connection refused: a port that was just free.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .to_string();
+    // Connection refused: a port from 0, bound but not listening.
+    let closed = ringlb_testkit::closed_port();
     let refused = Command::new(bin("ringctl"))
-        .args(["--addr", &closed, "list"])
+        .args(["--addr", &closed.addr, "list"])
         .output()
         .expect("ringctl runs");
     assert_eq!(refused.status.code(), Some(69));

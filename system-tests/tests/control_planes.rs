@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ringlb_testkit::{
-    Proc, bin, eventually, get, replica_names, request, start_control_plane,
+    Proc, bin, closed_port, eventually, get, replica_names, request, start_control_plane,
     start_control_plane_on, start_data_plane_metered, wait_routed,
 };
 
@@ -40,12 +40,6 @@ async fn ring(metrics: &str) -> (u64, u64) {
     )
 }
 
-/// A loopback address nothing listens on: a port from 0, closed again.
-fn closed_port() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").to_string()
-}
-
 async fn rep(lb: &str) -> Vec<String> {
     let reply = get(lb, "/rep").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -54,7 +48,8 @@ async fn rep(lb: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_second_control_plane_is_followed_when_the_first_is_down() {
-    let down = closed_port();
+    let closed = closed_port();
+    let down = &closed.addr;
     let cp = start_control_plane(&["--replicas", "2", "--metrics-listen", "127.0.0.1:0"]);
     let (_dp, lb, metrics) = data_plane(
         &format!("http://{down},http://{}", cp.grpc),

@@ -5,18 +5,21 @@
 use std::process::Command;
 use std::time::Duration;
 
-use ringlb_testkit::{Proc, bin, eventually, get, start_control_plane, wait_routed};
+use ringlb_testkit::{
+    Proc, bin, closed_port, eventually, get, start_control_plane, start_data_plane_metered,
+    wait_routed,
+};
 
 /// A data plane with its metrics port; its client and metrics addresses.
 fn data_plane(grpc: &str, http: &str) -> (Proc, String, String) {
-    let mut cmd = Command::new(bin("data-plane"));
-    cmd.args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-        .args(["--announce"])
-        .args(["--control-plane-grpc", &format!("http://{grpc}")])
-        .args(["--control-plane-http", http])
-        .env("RUST_LOG", "error");
-    let (proc, found) = Proc::spawn_announcing_all(cmd, "data-plane", &["metrics", "ready"]);
-    (proc, found[1].clone(), found[0].clone())
+    start_data_plane_metered(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--control-plane-grpc",
+        &format!("http://{grpc}"),
+        "--control-plane-http",
+        http,
+    ])
 }
 
 /// The exit code of `binary --probe url`.
@@ -27,13 +30,6 @@ fn probe(binary: &str, url: &str) -> Option<i32> {
         .expect("the probe runs")
         .status
         .code()
-}
-
-fn closed_port() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,7 +57,10 @@ async fn the_control_plane_is_alive_and_ready_on_both_ports() {
         Some(1)
     );
     assert_eq!(
-        probe("control-plane", &format!("http://{}/readyz", closed_port())),
+        probe(
+            "control-plane",
+            &format!("http://{}/readyz", closed_port().addr)
+        ),
         Some(1)
     );
 }
@@ -69,8 +68,9 @@ async fn the_control_plane_is_alive_and_ready_on_both_ports() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_data_plane_is_ready_once_a_ring_is_applied_and_stays_so_without_the_control_plane() {
     // No control plane: alive, not ready.
-    let nowhere = closed_port();
-    let (_lonely, _, lonely_metrics) = data_plane(&nowhere, &nowhere);
+    let closed = closed_port();
+    let nowhere = &closed.addr;
+    let (_lonely, _, lonely_metrics) = data_plane(nowhere, nowhere);
     assert_eq!(get(&lonely_metrics, "/healthz").await.status, 200);
     assert_eq!(get(&lonely_metrics, "/readyz").await.status, 503);
     assert_eq!(

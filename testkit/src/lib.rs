@@ -434,6 +434,34 @@ pub fn start_data_plane(grpc: &str, http: &str, args: &[&str]) -> DataPlane {
     DataPlane { proc, addr }
 }
 
+/// A loopback address that refuses connections for as long as it lives:
+/// its port (from 0) stays bound without listening, so no other process or
+/// test can take it meanwhile (a port merely freed again can be handed out
+/// to the next one that binds port 0).
+pub struct ClosedPort {
+    _socket: socket2::Socket,
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+}
+
+/// A [`ClosedPort`].
+pub fn closed_port() -> ClosedPort {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a TCP socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("an address");
+    socket.bind(&any.into()).expect("bind a port from 0");
+    let addr = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("a bound address")
+        .to_string();
+    ClosedPort {
+        _socket: socket,
+        addr,
+    }
+}
+
 /// Start `data-plane` with `args` (its listen and control-plane flags
 /// among them) and `/metrics` on a free port: the process, its client
 /// address and its metrics address.
