@@ -24,6 +24,7 @@
 //! Passed-over replicas stay at the end of the order: balancing never turns
 //! a servable request into an error (Envoy's panic threshold in spirit).
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use ringlb_ring::RingConfig;
@@ -249,17 +250,27 @@ pub(crate) fn record(table: &RouteTable, member: usize, failed: bool, stats: &St
     );
 }
 
-/// Counts an attempt in flight on a replica while it lives.
-pub(crate) struct InFlight<'a>(&'a UpstreamStats);
+/// Counts a request in flight on a replica while it lives: from the moment
+/// the attempt starts until the response has been forwarded whole (its
+/// body relayed to its end, or a protocol-switch tunnel closed), or the
+/// attempt failed. Bounded load and the graceful drain read the count
+/// (Envoy's "active requests" of a host, which also end with the stream).
+pub(crate) struct InFlight(Arc<UpstreamStats>);
 
-impl<'a> InFlight<'a> {
-    pub(crate) fn start(u: &'a UpstreamStats) -> InFlight<'a> {
+impl InFlight {
+    pub(crate) fn start(u: &Arc<UpstreamStats>) -> InFlight {
         u.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(u)
+        InFlight(u.clone())
     }
 }
 
-impl Drop for InFlight<'_> {
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InFlight")
+    }
+}
+
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }

@@ -21,7 +21,7 @@ use http::uri::Authority;
 use tracing::Instrument;
 
 use crate::access_log::{AccessLog, CLIENT_CLOSED_STATUS, Entry, Line};
-use crate::balance;
+use crate::balance::{self, InFlight};
 use crate::config::MAX_ATTEMPTS;
 use crate::error::{AttemptError, Chain, Side};
 use crate::pool::ReplicaPools;
@@ -188,6 +188,11 @@ pub(crate) trait Exchange {
     /// Send the request to the upstream of `pools` and read its final
     /// response head (forwarding any 1xx to the client on the way).
     async fn attempt(&mut self, pools: &ReplicaPools) -> Result<Self::Answer, AttemptError>;
+
+    /// Keep `in_flight` alive with the answer until its response has been
+    /// forwarded whole: the body relayed to its end or dropped, or a
+    /// protocol-switch tunnel closed.
+    fn hold(answer: &mut Self::Answer, in_flight: InFlight);
 }
 
 /// What the driver needs to know of a request.
@@ -366,18 +371,19 @@ async fn route<E: Exchange>(
                 after: timeout,
             }),
         };
-        drop(in_flight);
         let error = match result {
-            Ok(answer) => {
+            Ok(mut answer) => {
                 upstream.stats.latency.observe(arrived.elapsed());
                 balance::record(&table, member, E::status(&answer) >= 500, stats);
                 if E::status(&answer) == 404 {
                     return Outcome::Refuse(Refusal::not_served(request.path), Some(answer));
                 }
+                E::hold(&mut answer, in_flight);
                 return Outcome::Forward(answer);
             }
             Err(error) => error,
         };
+        drop(in_flight);
         if error.side() == Side::Client {
             tracing::debug!(error = %Chain(&error), "client gone during the attempt");
             return Outcome::Abort(error);

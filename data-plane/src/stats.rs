@@ -60,7 +60,9 @@ pub struct UpstreamStats {
     /// From a request's arrival until the response head came back from
     /// this replica (failover included).
     pub latency: Histogram,
-    /// Attempts sent to it whose response head has not come back yet.
+    /// Requests sent to it whose response has not been forwarded whole yet
+    /// (body or protocol-switch tunnel included; see
+    /// [`crate::balance::InFlight`]).
     pub in_flight: AtomicU64,
     /// Outlier detection: failures in a row, and how often it was ejected.
     pub consecutive_failures: AtomicU32,

@@ -39,15 +39,22 @@ struct System {
 
 /// A data plane with `/metrics` following `control_plane`, once it routes.
 async fn with_data_plane(control_plane: ControlPlane) -> System {
+    with_data_plane_args(control_plane, &[]).await
+}
+
+/// [`with_data_plane`], the data plane started with `extra` arguments too.
+async fn with_data_plane_args(control_plane: ControlPlane, extra: &[&str]) -> System {
     let grpc = format!("http://{}", control_plane.grpc);
-    let (proc, lb, metrics) = start_data_plane_metered(&[
+    let mut args = vec![
         "--listen",
         "127.0.0.1:0",
         "--control-plane-grpc",
         &grpc,
         "--control-plane-http",
         &control_plane.http,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let (proc, lb, metrics) = start_data_plane_metered(&args);
     wait_routed(&lb).await;
     System {
         _data_plane: proc,
@@ -475,11 +482,30 @@ async fn slow_start_ramps_a_new_replica_up_to_its_ring_share() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rm_waits_for_requests_in_flight_to_the_removed_replica() {
-    let system = start(
+    rm_drains("/slow?ms=1500", "fast").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rm_waits_for_response_bodies_still_streaming_fast_engine() {
+    rm_drains("/slow-body?ms=1500", "fast").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rm_waits_for_response_bodies_still_streaming_hyper_engine() {
+    rm_drains("/slow-body?ms=1500", "hyper").await;
+}
+
+/// Five requests for `path` (slow to answer, or slow to finish its body)
+/// in flight to the replica `/rm` removes, through a data plane with
+/// `engine`: `/rm` answers only after the last of them was forwarded whole.
+async fn rm_drains(path: &'static str, engine: &str) {
+    let control_plane = start_control_plane_running(
         "scripted-replica",
+        "127.0.0.1:0",
+        "127.0.0.1:0",
         &["--drain-timeout", "10s", "--metrics-listen", "127.0.0.1:0"],
-    )
-    .await;
+    );
+    let system = with_data_plane_args(control_plane, &["--engine", engine]).await;
     let pool = Pool::default();
     const KEY: u64 = 313_131;
     let (_, body) = get_with_id(&pool, system.lb(), "/home", KEY).await;
@@ -488,7 +514,7 @@ async fn rm_waits_for_requests_in_flight_to_the_removed_replica() {
         .map(|_| {
             let (pool, lb) = (pool.clone(), system.lb().to_owned());
             tokio::spawn(async move {
-                let answer = get_with_id(&pool, &lb, "/slow?ms=1500", KEY).await;
+                let answer = get_with_id(&pool, &lb, path, KEY).await;
                 (answer, Instant::now())
             })
         })
@@ -510,6 +536,7 @@ async fn rm_waits_for_requests_in_flight_to_the_removed_replica() {
     for task in slow {
         let ((status, body), done) = task.await.expect("slow request");
         assert_eq!(status, 200, "{body}");
+        assert!(body.starts_with("slow "), "whole body: {body}");
         assert_eq!(
             answered_by(&body),
             victim,

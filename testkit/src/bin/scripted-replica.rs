@@ -181,6 +181,17 @@ fn smuggled_response(total: usize) -> Vec<u8> {
     format!("{prefix}{}{suffix}", "a".repeat(pad)).into_bytes()
 }
 
+/// The `ms=` query parameter of a request's target (default 1000).
+fn millis_of(request: &Received) -> u64 {
+    request
+        .head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|target| target.split_once("ms="))
+        .and_then(|(_, v)| v.split('&').next()?.parse().ok())
+        .unwrap_or(1000)
+}
+
 /// Write the scripted response; false when the connection must end.
 fn respond(
     reader: &mut BufReader<TcpStream>,
@@ -211,18 +222,26 @@ fn respond(
         // `/slow?ms=N`: answer after N ms (default 1000), counting how many
         // are served at once; `/peak` tells the most so far.
         "/slow" => {
-            let ms = request
-                .head
-                .split_whitespace()
-                .nth(1)
-                .and_then(|target| target.split_once("ms="))
-                .and_then(|(_, v)| v.split('&').next()?.parse().ok())
-                .unwrap_or(1000);
+            let ms = millis_of(request);
             let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
             PEAK.fetch_max(now, Ordering::SeqCst);
             thread::sleep(Duration::from_millis(ms));
             IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
             fixed(out, "200 OK", &format!("slow from: {name}"))
+        }
+        // `/slow-body?ms=N`: the head and half the body at once, the rest
+        // of the body after N ms (default 1000).
+        "/slow-body" => {
+            let body = format!("slow body from: {name}");
+            let (first, rest) = body.split_at(body.len() / 2);
+            let head = write!(
+                out,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{first}",
+                body.len()
+            )
+            .is_ok();
+            thread::sleep(Duration::from_millis(millis_of(request)));
+            head && out.write_all(rest.as_bytes()).is_ok()
         }
         // The most `/slow` requests served at once since the last `/peak`.
         "/peak" => fixed(out, "200 OK", &PEAK.swap(0, Ordering::SeqCst).to_string()),

@@ -13,6 +13,7 @@ use super::pool::{Conn, RawPool};
 use super::request::RequestHead;
 use super::response::{self, Framing, ResponseHead};
 use super::{MIN_READ, READ_CHUNK};
+use crate::balance::InFlight;
 use crate::config::{MAX_INTERIM_RESPONSES, MAX_RESPONSE_HEAD_BYTES};
 use crate::driver::Exchange;
 use crate::error::AttemptError;
@@ -24,6 +25,8 @@ pub(crate) struct Answer {
     pub conn: Conn,
     pub head: ResponseHead,
     pub pool: Arc<RawPool>,
+    /// Counts the request in flight until the body has been relayed.
+    pub in_flight: Option<InFlight>,
 }
 
 /// Everything one request's attempts need from its client connection.
@@ -52,6 +55,10 @@ impl Exchange for FastExchange<'_> {
         }
     }
 
+    fn hold(answer: &mut Answer, in_flight: InFlight) {
+        answer.in_flight = Some(in_flight);
+    }
+
     async fn attempt(&mut self, pools: &ReplicaPools) -> Result<Answer, AttemptError> {
         let pool = &pools.raw;
         loop {
@@ -74,6 +81,7 @@ impl Exchange for FastExchange<'_> {
                         conn,
                         head,
                         pool: pool.clone(),
+                        in_flight: None,
                     });
                 }
                 // A pooled connection the replica closed before reading the

@@ -240,10 +240,12 @@ impl ClientConn {
     /// Forward an upstream's response, and return its connection to the
     /// pool when it can carry another request.
     async fn respond(&mut self, head: &RequestHead, answer: Answer) -> io::Result<bool> {
+        // `_in_flight` lives until the body has been relayed.
         let Answer {
             mut conn,
             head: response,
             pool,
+            in_flight: _in_flight,
         } = answer;
         let closing = head.close || response.framing == Framing::UntilClose;
         let rebuilt = if response.rebuild || closing {

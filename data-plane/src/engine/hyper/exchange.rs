@@ -16,8 +16,10 @@ use hyper::upgrade::OnUpgrade;
 use super::interim::{Interim, Window};
 use super::pool::PooledBody;
 use super::request::{self, Outbound};
-use super::{ProxyBody, aborted, refused, upgrade};
+use super::upgrade::Switch;
+use super::{ProxyBody, aborted, refused};
 use crate::access_log::Line;
+use crate::balance::InFlight;
 use crate::config::MAX_INTERIM_RESPONSES;
 use crate::driver::{self, Exchange, Outcome, Refusal, RequestInfo};
 use crate::error::AttemptError;
@@ -149,6 +151,10 @@ impl Exchange for HyperExchange<'_> {
             .and_then(|v| v.to_str().ok()?.parse().ok())
     }
 
+    fn hold(answer: &mut Response<PooledBody>, in_flight: InFlight) {
+        answer.body_mut().hold(in_flight);
+    }
+
     async fn attempt(
         &mut self,
         pools: &ReplicaPools,
@@ -171,17 +177,21 @@ impl Exchange for HyperExchange<'_> {
         let response = match &self.outbound.upgrade {
             Some(asked) => {
                 let mut response = pools.hyper.send_upgrade(request).await?;
+                let mut switch = None;
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                     // RFC 9110 §7.8: only to a protocol the client asked for.
                     let to = response.headers().get(header::UPGRADE);
                     if to.is_none_or(|to| !same_protocols(asked, to)) {
                         return Err(invalid("101 to a protocol the request did not ask for"));
                     }
-                    if let Some(client) = self.client_upgrade.take() {
-                        upgrade::tunnel(client, hyper::upgrade::on(&mut response));
-                    }
+                    // Joined when the driver hands over the request's
+                    // in-flight count (`hold`).
+                    switch = self.client_upgrade.take().map(|client| Switch {
+                        client,
+                        replica: hyper::upgrade::on(&mut response),
+                    });
                 }
-                response.map(PooledBody::unpooled)
+                response.map(|body| PooledBody::unpooled(body, switch))
             }
             None => pools.hyper.send(request).await?,
         };

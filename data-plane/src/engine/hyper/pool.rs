@@ -26,6 +26,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 
+use super::upgrade::{self, Switch};
+use crate::balance::InFlight;
 use crate::config::{MAX_RESPONSE_HEAD_BYTES, MAX_RESPONSE_HEADERS};
 use crate::error::AttemptError;
 use crate::pool::{IdleStack, connect_within};
@@ -188,6 +190,8 @@ impl UpstreamPool {
         let mut body = PooledBody {
             inner: Some(body),
             home: (!bodiless).then(|| (self.clone(), sender)),
+            in_flight: None,
+            tunnel: None,
         };
         if body.is_end_stream() {
             body.release();
@@ -200,10 +204,16 @@ impl UpstreamPool {
 /// Dropped before its end, it takes the connection with it (an HTTP/1.1
 /// connection with an unread body cannot carry another request). A body
 /// without a connection (after a protocol switch) is empty.
+///
+/// It also carries the request's [`InFlight`] count until its end, or hands
+/// it to the tunnel of a protocol switch.
 #[derive(Debug)]
 pub struct PooledBody {
     inner: Option<Incoming>,
     home: Option<(Arc<UpstreamPool>, Sender)>,
+    in_flight: Option<InFlight>,
+    /// A 101's two sides, joined once the request's count is known.
+    tunnel: Option<Switch>,
 }
 
 impl PooledBody {
@@ -213,19 +223,33 @@ impl PooledBody {
         PooledBody {
             inner: None,
             home: None,
+            in_flight: None,
+            tunnel: None,
         }
     }
 
-    /// A body read from a connection that is not pooled (a protocol switch
-    /// that did not happen).
-    pub fn unpooled(inner: Incoming) -> PooledBody {
+    /// A body read from a connection that is not pooled (it asked for a
+    /// protocol switch): `tunnel` when the switch happened.
+    pub fn unpooled(inner: Incoming, tunnel: Option<Switch>) -> PooledBody {
         PooledBody {
             inner: Some(inner),
             home: None,
+            in_flight: None,
+            tunnel,
+        }
+    }
+
+    /// Count the request in flight until the body ends (or the tunnel of
+    /// its protocol switch closes).
+    pub fn hold(&mut self, in_flight: InFlight) {
+        match self.tunnel.take() {
+            Some(switch) => upgrade::tunnel(switch, in_flight),
+            None => self.in_flight = Some(in_flight),
         }
     }
 
     fn release(&mut self) {
+        self.in_flight = None;
         if let Some((pool, sender)) = self.home.take() {
             pool.checkin(sender);
         }
@@ -248,7 +272,10 @@ impl Body for PooledBody {
         match &polled {
             Poll::Ready(None) => this.release(),
             Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => this.release(),
-            Poll::Ready(Some(Err(_))) => this.home = None,
+            Poll::Ready(Some(Err(_))) => {
+                this.home = None;
+                this.in_flight = None;
+            }
             _ => {}
         }
         polled

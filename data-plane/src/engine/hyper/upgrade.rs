@@ -5,12 +5,26 @@
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use crate::balance::InFlight;
+
+/// Both sides of a protocol switch the replica accepted, not yet joined.
+#[derive(Debug)]
+pub struct Switch {
+    /// The client's side (completes once hyper has sent it the 101).
+    pub client: OnUpgrade,
+    /// The replica's side.
+    pub replica: OnUpgrade,
+}
+
 /// Join the client's and the replica's connections once both have switched;
 /// runs on a task of its own, not counted against the client connection
-/// limit, until either side closes.
-pub(crate) fn tunnel(client: OnUpgrade, replica: OnUpgrade) {
+/// limit, until either side closes. The request counts as in flight on the
+/// replica (`in_flight`) until then, so a graceful drain waits for the
+/// tunnel (up to the drain timeout).
+pub(crate) fn tunnel(switch: Switch, in_flight: InFlight) {
     tokio::spawn(async move {
-        let (client, replica) = match tokio::try_join!(client, replica) {
+        let _in_flight = in_flight;
+        let (client, replica) = match tokio::try_join!(switch.client, switch.replica) {
             Ok(both) => both,
             Err(e) => {
                 tracing::debug!(error = %e, "protocol switch did not complete");
