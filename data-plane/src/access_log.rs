@@ -15,18 +15,22 @@
 //!
 //! Fields: time of arrival, client address, method, target, HTTP version,
 //! status, response body bytes, duration, replica, attempts and the
-//! request key. `bytes` is the response body's length as the response
-//! framed it (`Content-Length`, or the data plane's own error body), `null`
-//! / `-` for a chunked or until-close body, whose length is not known when
-//! the line is written; `duration` runs until the response head was ready
-//! to go to the client. A client that hung up before its answer is logged
-//! with status 499 (nginx's convention). Requests refused before routing
-//! (malformed heads, oversized bodies) are not logged.
+//! request key. The line of a forwarded response is written when its body
+//! has been relayed to its end (or the relay stopped, or the tunnel of a
+//! protocol switch closed; [`crate::completion`]): `bytes` is the body
+//! content that reached the client (chunk framing not counted; fewer than
+//! framed when the relay stopped early, as nginx's `$body_bytes_sent`), and
+//! `duration` runs from the request's arrival until then (nginx's
+//! `$request_time`). An answer of the data plane's own has its body's
+//! length. A client that hung up before its answer is logged with status
+//! 499 (nginx's convention). Requests refused before routing (malformed
+//! heads, oversized bodies) are not logged.
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::{Duration, Instant, SystemTime};
@@ -159,6 +163,8 @@ pub(crate) enum Line<'r> {
         target: &'r str,
         version: &'static str,
     },
+    /// `method target version`, kept for a line written later.
+    Text(&'r str),
 }
 
 impl<'r> Line<'r> {
@@ -175,20 +181,31 @@ impl<'r> Line<'r> {
                     .iter()
                     .position(|&b| b == b'\r' || b == b'\n')
                     .unwrap_or(head.len());
-                let line = std::str::from_utf8(&head[..end]).unwrap_or("");
-                let mut words = line.split(' ');
-                let method = words.next().unwrap_or("");
-                let target = words.next().unwrap_or("");
-                let version = words.next().unwrap_or("");
-                (method, target, version)
+                words(std::str::from_utf8(&head[..end]).unwrap_or(""))
             }
+            Line::Text(line) => words(line),
         }
+    }
+
+    /// The line as [`Line::Text`] holds it.
+    fn text(self) -> String {
+        let (method, target, version) = self.parts();
+        format!("{method} {target} {version}")
     }
 
     /// Whether the method is HEAD (its answer has no body).
     pub(crate) fn is_head(self) -> bool {
         self.parts().0 == "HEAD"
     }
+}
+
+/// A request line's three words.
+fn words(line: &str) -> (&str, &str, &str) {
+    let mut words = line.split(' ');
+    let method = words.next().unwrap_or("");
+    let target = words.next().unwrap_or("");
+    let version = words.next().unwrap_or("");
+    (method, target, version)
 }
 
 /// What one access log line says.
@@ -286,6 +303,64 @@ impl Entry<'_> {
                 )
             }
         }
+    }
+}
+
+/// The line of a forwarded response, written when the response is over
+/// ([`crate::completion::Completion`]): everything known at its head.
+#[derive(Debug)]
+pub(crate) struct PendingLine {
+    log: Arc<AccessLog>,
+    stats: Arc<Stats>,
+    at: SystemTime,
+    started: Instant,
+    client: IpAddr,
+    request_line: String,
+    status: u16,
+    replica: Option<String>,
+    attempts: usize,
+    key: Option<u64>,
+}
+
+impl PendingLine {
+    /// The head-time part of `entry` (its `bytes` and `duration` are
+    /// replaced when the line is written), for `log`; `started` is when the
+    /// request arrived.
+    pub(crate) fn new(
+        log: Arc<AccessLog>,
+        stats: Arc<Stats>,
+        entry: &Entry<'_>,
+        started: Instant,
+    ) -> PendingLine {
+        PendingLine {
+            log,
+            stats,
+            at: entry.at,
+            started,
+            client: entry.client,
+            request_line: entry.line.text(),
+            status: entry.status,
+            replica: entry.replica.map(str::to_owned),
+            attempts: entry.attempts,
+            key: entry.key,
+        }
+    }
+
+    /// Queue the line: `body_bytes` of content reached the client, and the
+    /// request took until now.
+    pub(crate) fn write(self, body_bytes: u64) {
+        let entry = Entry {
+            at: self.at,
+            client: self.client,
+            line: Line::Text(&self.request_line),
+            status: self.status,
+            bytes: Some(body_bytes),
+            duration: self.started.elapsed(),
+            replica: self.replica.as_deref(),
+            attempts: self.attempts,
+            key: self.key,
+        };
+        self.log.record(&self.stats, &entry);
     }
 }
 

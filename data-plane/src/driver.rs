@@ -13,6 +13,7 @@
 //! pingora-proxy's single retry loop.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
@@ -20,8 +21,9 @@ use http::StatusCode;
 use http::uri::Authority;
 use tracing::Instrument;
 
-use crate::access_log::{AccessLog, CLIENT_CLOSED_STATUS, Entry, Line};
-use crate::balance::{self, InFlight};
+use crate::access_log::{AccessLog, CLIENT_CLOSED_STATUS, Entry, Line, PendingLine};
+use crate::balance;
+use crate::completion::Completion;
 use crate::config::MAX_ATTEMPTS;
 use crate::error::{AttemptError, Chain, Side};
 use crate::pool::ReplicaPools;
@@ -181,18 +183,14 @@ pub(crate) trait Exchange {
     /// The answer's status code.
     fn status(answer: &Self::Answer) -> u16;
 
-    /// The answer's body length as its head frames it, when known before
-    /// the body is relayed (for the access log).
-    fn body_len(answer: &Self::Answer) -> Option<u64>;
-
     /// Send the request to the upstream of `pools` and read its final
     /// response head (forwarding any 1xx to the client on the way).
     async fn attempt(&mut self, pools: &ReplicaPools) -> Result<Self::Answer, AttemptError>;
 
-    /// Keep `in_flight` alive with the answer until its response has been
-    /// forwarded whole: the body relayed to its end or dropped, or a
-    /// protocol-switch tunnel closed.
-    fn hold(answer: &mut Self::Answer, in_flight: InFlight);
+    /// The answer's [`Completion`], which the engine keeps until the
+    /// response has been forwarded whole: the body relayed to its end (or
+    /// the relay stopped), or a protocol-switch tunnel closed.
+    fn completion(answer: &mut Self::Answer) -> &mut Completion;
 }
 
 /// What the driver needs to know of a request.
@@ -247,7 +245,7 @@ pub(crate) async fn drive<E: Exchange>(
     );
     // With the access log off, this branch (and one per attempt in
     // `route`) is all the log costs: no clock read, no allocation.
-    let Some(log) = shared.access_log.as_deref() else {
+    let Some(log) = shared.access_log.as_ref() else {
         return serve(shared, client, request, exchange, None)
             .instrument(span)
             .await;
@@ -271,10 +269,11 @@ async fn serve<E: Exchange>(
     route(shared, client, request, exchange, trace).await
 }
 
-/// [`serve`], then one access log line.
+/// [`serve`], then one access log line: now for an answer of the data
+/// plane's own, when the response is over for a forwarded one.
 async fn logged<E: Exchange>(
     shared: &Shared,
-    log: &AccessLog,
+    log: &Arc<AccessLog>,
     client: IpAddr,
     request: RequestInfo<'_>,
     exchange: &mut E,
@@ -282,9 +281,9 @@ async fn logged<E: Exchange>(
     let at = SystemTime::now();
     let started = Instant::now();
     let mut trace = Trace::default();
-    let outcome = serve(shared, client, request, exchange, Some(&mut trace)).await;
+    let mut outcome = serve(shared, client, request, exchange, Some(&mut trace)).await;
     let (status, bytes) = match &outcome {
-        Outcome::Forward(answer) => (E::status(answer), E::body_len(answer)),
+        Outcome::Forward(answer) => (E::status(answer), None),
         Outcome::Refuse(refusal, _) => (
             refusal.status.as_u16(),
             Some(if request.line.is_head() {
@@ -295,20 +294,26 @@ async fn logged<E: Exchange>(
         ),
         Outcome::Abort(_) => (CLIENT_CLOSED_STATUS, None),
     };
-    log.record(
-        &shared.stats,
-        &Entry {
-            at,
-            client,
-            line: request.line,
-            status,
-            bytes,
-            duration: started.elapsed(),
-            replica: trace.replica.as_deref(),
-            attempts: trace.attempts,
-            key: trace.key,
-        },
-    );
+    let entry = Entry {
+        at,
+        client,
+        line: request.line,
+        status,
+        bytes,
+        duration: started.elapsed(),
+        replica: trace.replica.as_deref(),
+        attempts: trace.attempts,
+        key: trace.key,
+    };
+    match &mut outcome {
+        Outcome::Forward(answer) => E::completion(answer).log_when_done(PendingLine::new(
+            log.clone(),
+            shared.stats.clone(),
+            &entry,
+            started,
+        )),
+        _ => log.record(&shared.stats, &entry),
+    }
     outcome
 }
 
@@ -378,7 +383,7 @@ async fn route<E: Exchange>(
                 if E::status(&answer) == 404 {
                     return Outcome::Refuse(Refusal::not_served(request.path), Some(answer));
                 }
-                E::hold(&mut answer, in_flight);
+                E::completion(&mut answer).count_in_flight(in_flight);
                 return Outcome::Forward(answer);
             }
             Err(error) => error,

@@ -46,6 +46,7 @@ pub mod access_log;
 pub mod auth;
 mod balance;
 pub mod busy_poll;
+mod completion;
 pub mod config;
 mod drain;
 mod driver;

@@ -130,3 +130,43 @@ fn an_unwritable_log_is_refused_at_start() {
         "{stderr}"
     );
 }
+
+/// A forwarded response is logged when its body is over: `bytes` counts a
+/// chunked body's content and a body still streaming after its head, and
+/// `duration` covers that body (with both engines).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_line_is_written_when_the_body_is_over() {
+    let cp = ringlb_testkit::start_control_plane_running(
+        "scripted-replica",
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &[],
+    );
+    let dir = std::env::temp_dir().join(format!("ringlb-access-log-body-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for engine in ["fast", "hyper"] {
+        let log = dir.join(format!("{engine}.log"));
+        let _ = std::fs::remove_file(&log);
+        let (_proc, addr, _) = start(&cp.grpc, &cp.http, engine, "json", &log);
+        wait_routed(&addr).await;
+        let before = lines(&log, 1).await.len();
+
+        let chunked = get(&addr, "/chunked").await;
+        assert_eq!(chunked.text(), "hello, world", "{engine}");
+        let slow = get(&addr, "/slow-body?ms=400").await;
+        assert!(slow.text().starts_with("slow body from: "), "{engine}");
+
+        let all = lines(&log, before + 2).await;
+        let line = |i: usize| -> Value { serde_json::from_str(&all[before + i]).expect("JSON") };
+        let (first, second) = (line(0), line(1));
+        assert_eq!(first["target"], "/chunked", "{engine}");
+        assert_eq!(first["bytes"], 12, "{engine}: chunked content, no framing");
+        assert_eq!(second["target"], "/slow-body?ms=400", "{engine}");
+        assert_eq!(second["bytes"], slow.body.len(), "{engine}");
+        // The body's second half comes 400 ms after the head: the line
+        // waits for it (a lower bound, whatever the machine's speed).
+        let duration = second["duration_ms"].as_f64().expect("duration");
+        assert!(duration >= 400.0, "{engine}: duration {duration} ms");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -29,7 +29,8 @@ fuzz_target!(|data: &[u8]| {
     let (picks, body) = rest.split_at(usize::from(n % 5).min(rest.len()));
     let input = body.escape_ascii().to_string();
 
-    let whole = ChunkedScanner::default().feed(body);
+    let mut whole_scanner = ChunkedScanner::default();
+    let whole = whole_scanner.feed(body);
     let mut cuts: Vec<usize> = picks
         .iter()
         .map(|&p| usize::from(p) * (body.len() + 1) / 256)
@@ -47,8 +48,14 @@ fuzz_target!(|data: &[u8]| {
         Ok(None) => Outcome::More,
         Err(_) => Outcome::Reject,
     };
-    let reference = reference(body);
+    let mut content = 0;
+    let reference = reference(body, &mut content);
     match (scanner, reference) {
+        (Outcome::End(_), Outcome::End(_)) if scanner == reference => assert_eq!(
+            whole_scanner.data_bytes(),
+            content,
+            "chunk data bytes counted (the access log's `bytes`): {input}"
+        ),
         (a, b) if a == b => {}
         // The scanner rejects late: allowed while the body is incomplete.
         (Outcome::More, Outcome::Reject) => {}
@@ -91,7 +98,8 @@ enum Outcome {
 /// last-chunk     = 1*("0") [ chunk-ext ] CRLF
 /// trailer-section = *( field-line CRLF )
 /// ```
-fn reference(body: &[u8]) -> Outcome {
+/// `content` adds up the chunk data of the chunks read.
+fn reference(body: &[u8], content: &mut u64) -> Outcome {
     let mut at = 0;
     loop {
         let rest = &body[at..];
@@ -124,6 +132,7 @@ fn reference(body: &[u8]) -> Outcome {
             return Outcome::More;
         }
         at += size;
+        *content += size as u64;
         match &body[at..] {
             [] | [b'\r'] => return Outcome::More,
             [b'\r', b'\n', ..] => at += 2,

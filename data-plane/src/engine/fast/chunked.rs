@@ -60,6 +60,8 @@ pub struct ChunkedScanner {
     state: State,
     size: u64,
     digits: u8,
+    /// Chunk data bytes scanned so far (the body's content).
+    data: u64,
 }
 
 impl Default for ChunkedScanner {
@@ -68,6 +70,7 @@ impl Default for ChunkedScanner {
             state: State::Size,
             size: 0,
             digits: 0,
+            data: 0,
         }
     }
 }
@@ -83,6 +86,12 @@ fn qdtext(b: u8) -> bool {
 }
 
 impl ChunkedScanner {
+    /// How many bytes of chunk data (content, without sizes, extensions,
+    /// line ends or trailers) the bytes fed so far held.
+    pub fn data_bytes(&self) -> u64 {
+        self.data
+    }
+
     /// Feed the next bytes of the body. Returns `Some(n)` when the body
     /// ends after the first `n` of them, `None` when it goes on.
     ///
@@ -98,6 +107,7 @@ impl ChunkedScanner {
                     .min(bytes.len() - i);
                 i += take;
                 self.size -= take as u64;
+                self.data += take as u64;
                 if self.size == 0 {
                     self.state = DataCr;
                 }
@@ -208,6 +218,16 @@ mod tests {
     }
 
     /// Found by the chunked fuzz target (RFC 9112 §7.1, §5).
+    #[test]
+    fn counts_the_chunk_data() {
+        let mut scanner = ChunkedScanner::default();
+        let body = b"5;x=1\r\nhello\r\n7\r\n, world\r\n0\r\nt: 1\r\n\r\n";
+        for byte in body.chunks(3) {
+            let _ = scanner.feed(byte);
+        }
+        assert_eq!(scanner.data_bytes(), 12);
+    }
+
     #[test]
     fn extensions_and_trailers_follow_the_grammar() {
         for good in [

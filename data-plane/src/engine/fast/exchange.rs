@@ -11,9 +11,9 @@ use tokio::net::TcpStream;
 
 use super::pool::{Conn, RawPool};
 use super::request::RequestHead;
-use super::response::{self, Framing, ResponseHead};
+use super::response::{self, ResponseHead};
 use super::{MIN_READ, READ_CHUNK};
-use crate::balance::InFlight;
+use crate::completion::Completion;
 use crate::config::{MAX_INTERIM_RESPONSES, MAX_RESPONSE_HEAD_BYTES};
 use crate::driver::Exchange;
 use crate::error::AttemptError;
@@ -25,8 +25,8 @@ pub(crate) struct Answer {
     pub conn: Conn,
     pub head: ResponseHead,
     pub pool: Arc<RawPool>,
-    /// Counts the request in flight until the body has been relayed.
-    pub in_flight: Option<InFlight>,
+    /// Ends the request when the body has been relayed.
+    pub completion: Completion,
 }
 
 /// Everything one request's attempts need from its client connection.
@@ -47,16 +47,8 @@ impl Exchange for FastExchange<'_> {
         answer.head.status
     }
 
-    fn body_len(answer: &Answer) -> Option<u64> {
-        match answer.head.framing {
-            Framing::Empty => Some(0),
-            Framing::Length(n) => Some(n as u64),
-            Framing::Chunked | Framing::UntilClose => None,
-        }
-    }
-
-    fn hold(answer: &mut Answer, in_flight: InFlight) {
-        answer.in_flight = Some(in_flight);
+    fn completion(answer: &mut Answer) -> &mut Completion {
+        &mut answer.completion
     }
 
     async fn attempt(&mut self, pools: &ReplicaPools) -> Result<Answer, AttemptError> {
@@ -81,7 +73,7 @@ impl Exchange for FastExchange<'_> {
                         conn,
                         head,
                         pool: pool.clone(),
-                        in_flight: None,
+                        completion: Completion::default(),
                     });
                 }
                 // A pooled connection the replica closed before reading the

@@ -240,12 +240,12 @@ impl ClientConn {
     /// Forward an upstream's response, and return its connection to the
     /// pool when it can carry another request.
     async fn respond(&mut self, head: &RequestHead, answer: Answer) -> io::Result<bool> {
-        // `_in_flight` lives until the body has been relayed.
+        // The request ends when `completion` drops, after the relay.
         let Answer {
             mut conn,
             head: response,
             pool,
-            in_flight: _in_flight,
+            mut completion,
         } = answer;
         let closing = head.close || response.framing == Framing::UntilClose;
         let rebuilt = if response.rebuild || closing {
@@ -255,7 +255,14 @@ impl ClientConn {
         } else {
             None
         };
-        match relay::relay(&mut self.stream, &mut conn, &response, rebuilt).await {
+        let relayed = relay::relay(
+            &mut self.stream,
+            &mut conn,
+            &response,
+            rebuilt,
+            &mut completion,
+        );
+        match relayed.await {
             Ok(true) if response.reusable => pool.checkin(conn),
             Ok(_) => {}
             Err(e) => {

@@ -13,6 +13,7 @@ use super::chunked::{ChunkedError, ChunkedScanner};
 use super::pool::Conn;
 use super::response::{Framing, ResponseHead};
 use super::{MIN_READ, READ_CHUNK};
+use crate::completion::Completion;
 
 /// Why forwarding a response body stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -52,13 +53,16 @@ pub(crate) fn measure(
 
 /// Forward the response whose head starts `conn.buf`: the head (as is, or
 /// `rebuilt`) and the body bytes already read in one write, then the rest
-/// of the body as it comes. Returns whether the replica connection ended
-/// the message cleanly with nothing more buffered (so it may be reused).
+/// of the body as it comes, telling `completion` how much of the body's
+/// content reached the client. Returns whether the replica connection
+/// ended the message cleanly with nothing more buffered (so it may be
+/// reused).
 pub(crate) async fn relay(
     client: &mut TcpStream,
     conn: &mut Conn,
     response: &ResponseHead,
     rebuilt: Option<&mut Vec<u8>>,
+    completion: &mut Completion,
 ) -> Result<bool, RelayError> {
     let mut remaining = match response.framing {
         Framing::Length(n) => n,
@@ -80,6 +84,8 @@ pub(crate) async fn relay(
         }
     }
     .map_err(RelayError::Client)?;
+    let mut counted = 0;
+    completion.sent(content(response.framing, piece, &scanner, &mut counted));
     conn.buf.advance(first);
     while !done {
         if conn.buf.capacity() - conn.buf.len() < MIN_READ {
@@ -101,10 +107,26 @@ pub(crate) async fn relay(
             .write_all(&conn.buf[..piece])
             .await
             .map_err(RelayError::Client)?;
+        completion.sent(content(response.framing, piece, &scanner, &mut counted));
         conn.buf.advance(piece);
         done = ended;
     }
     Ok(conn.buf.is_empty())
+}
+
+/// How much body content a forwarded piece of `piece` bytes held: all of
+/// it, or for a chunked body the chunk data `scanner` counted since the
+/// last piece (`counted` is its total then).
+fn content(framing: Framing, piece: usize, scanner: &ChunkedScanner, counted: &mut u64) -> u64 {
+    match framing {
+        Framing::Chunked => {
+            let total = scanner.data_bytes();
+            let new = total - *counted;
+            *counted = total;
+            new
+        }
+        _ => piece as u64,
+    }
 }
 
 /// Drop a response the client will not see. Returns whether its connection

@@ -19,7 +19,7 @@ use super::request::{self, Outbound};
 use super::upgrade::Switch;
 use super::{ProxyBody, aborted, refused};
 use crate::access_log::Line;
-use crate::balance::InFlight;
+use crate::completion::Completion;
 use crate::config::MAX_INTERIM_RESPONSES;
 use crate::driver::{self, Exchange, Outcome, Refusal, RequestInfo};
 use crate::error::AttemptError;
@@ -84,7 +84,10 @@ pub(crate) async fn handle(
         interim.written().await;
     }
     match outcome {
-        Outcome::Forward(response) => to_client(response),
+        Outcome::Forward(mut response) => {
+            response.body_mut().start_tunnel();
+            to_client(response)
+        }
         Outcome::Refuse(refusal, _) => refused(&refusal),
         Outcome::Abort(_) => aborted(),
     }
@@ -144,15 +147,8 @@ impl Exchange for HyperExchange<'_> {
         answer.status().as_u16()
     }
 
-    fn body_len(answer: &Response<PooledBody>) -> Option<u64> {
-        answer
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse().ok())
-    }
-
-    fn hold(answer: &mut Response<PooledBody>, in_flight: InFlight) {
-        answer.body_mut().hold(in_flight);
+    fn completion(answer: &mut Response<PooledBody>) -> &mut Completion {
+        answer.body_mut().completion()
     }
 
     async fn attempt(
@@ -184,8 +180,8 @@ impl Exchange for HyperExchange<'_> {
                     if to.is_none_or(|to| !same_protocols(asked, to)) {
                         return Err(invalid("101 to a protocol the request did not ask for"));
                     }
-                    // Joined when the driver hands over the request's
-                    // in-flight count (`hold`).
+                    // Joined once the driver has filled the request's
+                    // completion (`handle`).
                     switch = self.client_upgrade.take().map(|client| Switch {
                         client,
                         replica: hyper::upgrade::on(&mut response),

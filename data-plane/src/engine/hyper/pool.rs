@@ -27,7 +27,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 
 use super::upgrade::{self, Switch};
-use crate::balance::InFlight;
+use crate::completion::Completion;
 use crate::config::{MAX_RESPONSE_HEAD_BYTES, MAX_RESPONSE_HEADERS};
 use crate::error::AttemptError;
 use crate::pool::{IdleStack, connect_within};
@@ -190,7 +190,7 @@ impl UpstreamPool {
         let mut body = PooledBody {
             inner: Some(body),
             home: (!bodiless).then(|| (self.clone(), sender)),
-            in_flight: None,
+            completion: Completion::default(),
             tunnel: None,
         };
         if body.is_end_stream() {
@@ -205,13 +205,14 @@ impl UpstreamPool {
 /// connection with an unread body cannot carry another request). A body
 /// without a connection (after a protocol switch) is empty.
 ///
-/// It also carries the request's [`InFlight`] count until its end, or hands
-/// it to the tunnel of a protocol switch.
+/// It also carries the request's [`Completion`] until its end (counting the
+/// content that went through), or hands it to the tunnel of a protocol
+/// switch.
 #[derive(Debug)]
 pub struct PooledBody {
     inner: Option<Incoming>,
     home: Option<(Arc<UpstreamPool>, Sender)>,
-    in_flight: Option<InFlight>,
+    completion: Completion,
     /// A 101's two sides, joined once the request's count is known.
     tunnel: Option<Switch>,
 }
@@ -223,7 +224,7 @@ impl PooledBody {
         PooledBody {
             inner: None,
             home: None,
-            in_flight: None,
+            completion: Completion::default(),
             tunnel: None,
         }
     }
@@ -234,22 +235,28 @@ impl PooledBody {
         PooledBody {
             inner: Some(inner),
             home: None,
-            in_flight: None,
+            completion: Completion::default(),
             tunnel,
         }
     }
 
-    /// Count the request in flight until the body ends (or the tunnel of
-    /// its protocol switch closes).
-    pub fn hold(&mut self, in_flight: InFlight) {
-        match self.tunnel.take() {
-            Some(switch) => upgrade::tunnel(switch, in_flight),
-            None => self.in_flight = Some(in_flight),
+    /// The request's completion, dropped when the body ends.
+    pub(crate) fn completion(&mut self) -> &mut Completion {
+        &mut self.completion
+    }
+
+    /// Join the two sides of the protocol switch this body's response
+    /// made, if it made one; the tunnel takes the completion.
+    pub(crate) fn start_tunnel(&mut self) {
+        if let Some(switch) = self.tunnel.take() {
+            upgrade::tunnel(switch, std::mem::take(&mut self.completion));
         }
     }
 
+    /// The body ended: its connection goes back to the pool and the
+    /// request is complete.
     fn release(&mut self) {
-        self.in_flight = None;
+        drop(std::mem::take(&mut self.completion));
         if let Some((pool, sender)) = self.home.take() {
             pool.checkin(sender);
         }
@@ -269,12 +276,17 @@ impl Body for PooledBody {
             return Poll::Ready(None);
         };
         let polled = Pin::new(&mut *inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.completion.sent(data.len() as u64);
+        }
         match &polled {
             Poll::Ready(None) => this.release(),
             Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => this.release(),
             Poll::Ready(Some(Err(_))) => {
                 this.home = None;
-                this.in_flight = None;
+                drop(std::mem::take(&mut this.completion));
             }
             _ => {}
         }

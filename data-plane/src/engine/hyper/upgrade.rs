@@ -5,7 +5,7 @@
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::balance::InFlight;
+use crate::completion::Completion;
 
 /// Both sides of a protocol switch the replica accepted, not yet joined.
 #[derive(Debug)]
@@ -18,12 +18,12 @@ pub struct Switch {
 
 /// Join the client's and the replica's connections once both have switched;
 /// runs on a task of its own, not counted against the client connection
-/// limit, until either side closes. The request counts as in flight on the
-/// replica (`in_flight`) until then, so a graceful drain waits for the
-/// tunnel (up to the drain timeout).
-pub(crate) fn tunnel(switch: Switch, in_flight: InFlight) {
+/// limit, until either side closes. The request is complete
+/// (`completion`) only then: it counts as in flight on the replica, so a
+/// graceful drain waits for the tunnel (up to the drain timeout), and its
+/// access log line counts the bytes the tunnel carried to the client.
+pub(crate) fn tunnel(switch: Switch, mut completion: Completion) {
     tokio::spawn(async move {
-        let _in_flight = in_flight;
         let (client, replica) = match tokio::try_join!(switch.client, switch.replica) {
             Ok(both) => both,
             Err(e) => {
@@ -34,7 +34,10 @@ pub(crate) fn tunnel(switch: Switch, in_flight: InFlight) {
         let mut client = TokioIo::new(client);
         let mut replica = TokioIo::new(replica);
         match tokio::io::copy_bidirectional(&mut client, &mut replica).await {
-            Ok((up, down)) => tracing::debug!(up, down, "tunnel closed"),
+            Ok((up, down)) => {
+                tracing::debug!(up, down, "tunnel closed");
+                completion.sent(down);
+            }
             Err(e) => tracing::debug!(error = %e, "tunnel ended with an error"),
         }
     });
