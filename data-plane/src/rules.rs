@@ -96,6 +96,14 @@ pub enum Violation {
     /// (http or https, no userinfo, a valid host) or `*` for OPTIONS.
     #[error("The request-target is not valid for this method")]
     Target,
+    /// RFC 9112 §7.1.2: a trailer section in a chunked request. The data
+    /// plane does not forward request trailers, and refuses them rather
+    /// than guess where such a section ends: hyper's decoder reads a bare
+    /// LF there as part of a field line while other parsers (RFC 9112
+    /// §2.2) end the message at it, so the bytes after it could be a
+    /// request to one and a trailer to the other.
+    #[error("Trailer fields in a request are not accepted")]
+    RequestTrailers,
 }
 
 impl Violation {
@@ -239,6 +247,16 @@ pub fn parse_length(value: &[u8]) -> Option<usize> {
     value.iter().try_fold(0usize, |n, &d| {
         n.checked_mul(10)?.checked_add(usize::from(d - b'0'))
     })
+}
+
+/// Whether a `Content-Length` value declares more than `limit` bytes: a
+/// number over it, or all digits and too long to be one (a value that is
+/// not a number is not "over": it is invalid, for the parser to refuse).
+pub fn length_over(value: &[u8], limit: usize) -> bool {
+    let digits = value.trim_ascii();
+    !digits.is_empty()
+        && digits.iter().all(u8::is_ascii_digit)
+        && parse_length(digits).is_none_or(|n| n > limit)
 }
 
 /// RFC 9110 §9.2.2: methods a client may repeat, so a request that may have

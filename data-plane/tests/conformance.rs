@@ -62,7 +62,151 @@ conformance!(
     websocket_echoes_until_the_client_closes,
     websocket_ends_when_the_replica_closes,
     upgrade_to_a_plain_path_is_an_ordinary_request,
+    request_trailers_are_refused_and_nothing_after_them_is_served,
+    the_client_gets_http11_a_valid_status_line_and_a_date,
+    a_content_length_list_from_a_replica_is_a_502,
+    a_declared_length_over_the_limit_is_413_before_any_body,
+    an_empty_chunked_body_reaches_the_replica_with_a_length,
 );
+
+/// RFC 9112 §7.1.2: a chunked request with a trailer section gets 400 and
+/// the connection closes. A bare LF there ends the message for parsers that
+/// take LF as a line end (RFC 9112 §2.2) but not for hyper's decoder, which
+/// read the next request as trailer lines: with the trailer section
+/// refused, no reading of those bytes is ever served.
+async fn request_trailers_are_refused_and_nothing_after_them_is_served(engine: &str) {
+    let wire = start(engine, &[]).await;
+    for (what, trailers) in [
+        ("bare LF ending the trailer section", "0\r\n\n"),
+        ("field line ended by a bare LF", "0\r\nX-T: 1\n\n"),
+        ("a well-formed trailer field", "0\r\nX-T: 1\r\n\r\n"),
+    ] {
+        let context = format!("{engine}: {what}");
+        let mut client = Client::connect(wire.addr());
+        client.send(&format!(
+            "POST /echo HTTP/1.1\r\nHost: lb\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n{trailers}\
+             GET /swallowed HTTP/1.1\r\nHost: lb\r\n\r\n\
+             GET /home HTTP/1.1\r\nHost: lb\r\n\r\n"
+        ));
+        let reply = client.response("POST");
+        assert_refusal(&reply, 400, &context);
+        let rest = client.rest_until_closed();
+        assert!(
+            rest.is_empty(),
+            "{context}: then {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+    let seen = seen(&wire);
+    assert_eq!(
+        seen.count("/swallowed"),
+        0,
+        "{engine}: /swallowed was served"
+    );
+    assert_eq!(
+        seen.count("/echo"),
+        0,
+        "{engine}: the refused POST was forwarded"
+    );
+    // A chunked request without trailers still goes through.
+    let mut client = Client::connect(wire.addr());
+    client.send(
+        "POST /echo HTTP/1.1\r\nHost: lb\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    let echoed = client.response("POST");
+    assert_eq!(echoed.status, 200, "{engine}: {echoed:?}");
+    assert!(echoed.text().ends_with("hello"), "{engine}: {echoed:?}");
+}
+
+/// RFC 9110 §6.2 (the proxy's own version), RFC 9112 §4 (a status line
+/// with its second SP), RFC 9110 §6.6.1 (a forwarded response without Date
+/// gets one).
+async fn the_client_gets_http11_a_valid_status_line_and_a_date(engine: &str) {
+    let wire = start(engine, &[]).await;
+    for path in ["/http10", "/bare-status"] {
+        let context = format!("{engine}: {path}");
+        let mut client = Client::connect(wire.addr());
+        client.send(&format!(
+            "GET {path} HTTP/1.1\r\nHost: lb\r\nX-Request-ID: {STICKY_ID}\r\n\r\n"
+        ));
+        let reply = client.response("GET");
+        let received = String::from_utf8_lossy(client.received()).into_owned();
+        let line = received.lines().next().unwrap_or_default().to_owned();
+        assert!(
+            line.starts_with("HTTP/1.1 200 "),
+            "{context}: status line {line:?}"
+        );
+        assert!(
+            reply.header("date").is_some(),
+            "{context}: no Date in {reply:?}"
+        );
+        assert!(!reply.body.is_empty(), "{context}: {reply:?}");
+        // The connection goes on: it is HTTP/1.1 to the client.
+        assert_eq!(client.get("/home").status, 200, "{context}: after");
+    }
+}
+
+/// RFC 9110 §8.6: `Content-Length: 5, 5` is not passed on as a list; both
+/// engines refuse it alike (502, the replica named).
+async fn a_content_length_list_from_a_replica_is_a_502(engine: &str) {
+    let wire = start(engine, &[]).await;
+    let reply = exchange(
+        &wire,
+        &format!("GET /length-list HTTP/1.1\r\nHost: lb\r\nX-Request-ID: {STICKY_ID}\r\n\r\n"),
+        engine,
+    );
+    assert_refusal(&reply, 502, engine);
+}
+
+/// RFC 9110 §15.5.14 and §10.1.1: a declared length over
+/// `--max-body-bytes` gets 413 from the head, also with `Expect:
+/// 100-continue` (no `100 Continue` first) and for a length too large to be
+/// a number the data plane can hold.
+async fn a_declared_length_over_the_limit_is_413_before_any_body(engine: &str) {
+    let wire = start(engine, &["--max-body-bytes", "1000"]).await;
+    for (what, head) in [
+        ("over the limit", "Content-Length: 5000"),
+        (
+            "with Expect",
+            "Expect: 100-continue\r\nContent-Length: 5000",
+        ),
+        ("u64::MAX", "Content-Length: 18446744073709551615"),
+    ] {
+        let context = format!("{engine}: {what}");
+        let mut client = Client::connect(wire.addr());
+        client.send(&format!(
+            "POST /echo HTTP/1.1\r\nHost: lb\r\n{head}\r\n\r\n"
+        ));
+        let reply = client.response("POST");
+        assert!(reply.interim.is_empty(), "{context}: {:?}", reply.interim);
+        if engine == "hyper" && what == "u64::MAX" {
+            // hyper's own parser refuses a length it cannot hold before
+            // the data plane sees the request (431, its choice).
+            assert!(reply.status >= 400, "{context}: {reply:?}");
+            continue;
+        }
+        assert_refusal(&reply, 413, &context);
+    }
+}
+
+/// An empty chunked body reaches the replica with `Content-Length: 0`, as
+/// every body the data plane forwards (README: request bodies).
+async fn an_empty_chunked_body_reaches_the_replica_with_a_length(engine: &str) {
+    let wire = start(engine, &[]).await;
+    let mut client = Client::connect(wire.addr());
+    client.send("POST /echo HTTP/1.1\r\nHost: lb\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    let echoed = client.response("POST");
+    assert_eq!(echoed.status, 200, "{engine}: {echoed:?}");
+    let text = echoed.text().to_ascii_lowercase();
+    assert!(
+        text.contains("content-length: 0\r\n"),
+        "{engine}: the replica got {text:?}"
+    );
+    assert!(
+        !text.contains("transfer-encoding"),
+        "{engine}: the replica got {text:?}"
+    );
+}
 
 /// A request `X-Request-ID` for the checks that need the same replica
 /// again: the same id goes to the same replica.
@@ -251,6 +395,7 @@ async fn late_bytes_after_a_bodiless_response_reach_no_client(engine: &str) {
         ("GET", "/no-content-late"),
         ("GET", "/not-modified-late"),
         ("HEAD", "/head-late"),
+        ("GET", "/both-lengths-late"),
     ] {
         let mut client = Client::connect(wire.addr());
         let context = format!("{engine}: {method} {path}");

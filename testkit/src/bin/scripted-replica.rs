@@ -231,6 +231,17 @@ fn respond(
         }
         // `/slow-body?ms=N`: the head and half the body at once, the rest
         // of the body after N ms (default 1000).
+        // A response as an HTTP/1.0 server without Date writes it, and one
+        // whose status line lacks the SP after the code.
+        "/http10" => out
+            .write_all(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello")
+            .is_ok(),
+        "/bare-status" => out
+            .write_all(b"HTTP/1.1 200\r\nDate: Mon, 30 Nov 2026 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok")
+            .is_ok(),
+        "/length-list" => out
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello")
+            .is_ok(),
         "/slow-body" => {
             let body = format!("slow body from: {name}");
             let (first, rest) = body.split_at(body.len() / 2);
@@ -350,10 +361,14 @@ fn respond(
         }
         // The same, the extra bytes 100 ms after the head: too late to be
         // seen with it, in time to be read as the next request's answer.
-        "/no-content-late" | "/not-modified-late" | "/head-late" => {
+        "/no-content-late" | "/not-modified-late" | "/head-late" | "/both-lengths-late" => {
             let head: &[u8] = match path {
                 "/no-content-late" => b"HTTP/1.1 204 No Content\r\n\r\n",
                 "/not-modified-late" => b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+                // Chunked wins (an empty body), but 68 bytes were announced.
+                "/both-lengths-late" => {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 68\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"
+                }
                 _ => b"HTTP/1.1 200 OK\r\ncontent-length: 68\r\n\r\n",
             };
             if out.write_all(head).is_err() {

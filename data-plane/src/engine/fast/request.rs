@@ -110,6 +110,10 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Parsed {
     for header in req.headers.iter() {
         let name = header.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
+            // Over the limit: 413 from the head (RFC 9110 §15.5.14).
+            if rules::length_over(header.value, limits.max_body_bytes) {
+                return Parsed::Refuse(Refusal::body_too_large(limits.max_body_bytes));
+            }
             match (body_len, rules::parse_length(header.value)) {
                 (None, Some(n)) if n <= limits.max_body_bytes => body_len = Some(n),
                 _ => return Parsed::HandOver(HandOver::Length),
@@ -251,6 +255,17 @@ mod tests {
     }
 
     #[test]
+    fn a_length_over_the_limit_is_413_from_the_head() {
+        for raw in [
+            &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1025\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        ] {
+            assert_eq!(refused(raw), StatusCode::PAYLOAD_TOO_LARGE, "{raw:?}");
+        }
+    }
+
+    #[test]
     fn a_plain_get_is_forwarded_verbatim() {
         let raw = b"GET /home?x=1 HTTP/1.1\r\nHost: lb\r\nX-Request-Id: 123456\r\n\r\n";
         let head = complete(raw);
@@ -288,7 +303,7 @@ mod tests {
     #[test]
     fn what_goes_to_hyper() {
         use HandOver::*;
-        let cases: [(&[u8], HandOver); 12] = [
+        let cases: [(&[u8], HandOver); 11] = [
             (b"GET /home HTTP/1.0\r\n\r\n", Http10),
             (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Malformed),
             (b"GET /home HTTP/1.1\r\nbad header\r\n\r\n", Malformed),
@@ -312,7 +327,6 @@ mod tests {
                 Length,
             ),
             (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", Length),
-            (b"POST / HTTP/1.1\r\nContent-Length: 1025\r\n\r\n", Length),
         ];
         for (raw, why) in cases {
             assert_eq!(handed_over(raw), why, "{}", String::from_utf8_lossy(raw));

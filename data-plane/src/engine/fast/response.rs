@@ -112,9 +112,12 @@ pub fn parse(
     let mut close = false;
     let mut keep_alive = false;
     let mut rebuild = false;
+    let mut dated = false;
     for header in res.headers.iter() {
         let name = header.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
+        if name.eq_ignore_ascii_case(b"date") {
+            dated = true;
+        } else if name.eq_ignore_ascii_case(b"content-length") {
             let n = rules::parse_length(header.value).ok_or(ResponseError::Length)?;
             if length.is_some_and(|m| m != n) {
                 return Err(ResponseError::Length);
@@ -161,27 +164,41 @@ pub fn parse(
     // another client's. Such a connection is not reused (RFC 9112 §6.3).
     let announces_body = head_request || bodiless;
     let persistent = if version == 1 { !close } else { keep_alive };
+    // Both Transfer-Encoding and Content-Length (RFC 9112 §6.3: "ought to
+    // be handled as an error"): the rest of what the length framed may come
+    // later, as the next request's answer. Not reused either.
+    let suspect = transfer_coded && length.is_some();
+    let start = leading_empty_lines(buf);
+    // RFC 9110 §6.2: the client gets the proxy's own version; RFC 9112 §4:
+    // `HTTP-version SP status-code SP [ reason-phrase ]`, the second SP
+    // included. Anything else is written anew.
+    let canonical_line = version == 1 && buf.get(start + 12) == Some(&b' ');
     Ok(Some(ResponseHead {
         len,
         status,
         framing,
-        reusable: persistent && framing != Framing::UntilClose && !announces_body,
+        reusable: persistent && framing != Framing::UntilClose && !announces_body && !suspect,
         // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, which
         // goes, and goes itself where there is no body; RFC 9110 §8.6: no
         // Content-Length on 1xx and 204.
         // Empty lines before the status line (httparse skips them) are not
         // forwarded.
+        // RFC 9110 §6.6.1: a final response forwarded without `Date` gets
+        // one.
         rebuild: rebuild
-            || leading_empty_lines(buf) > 0
+            || start > 0
+            || !canonical_line
+            || (status >= 200 && !dated)
             || has_bare_lf(&buf[..len])
             || (transfer_coded && (length.is_some() || bodiless))
             || (rules::forbids_content_length(status) && length.is_some()),
     }))
 }
 
-/// Write the head at the start of `buf` as the client gets it: without
-/// hop-by-hop headers, without a `Content-Length` that does not frame the
-/// body, plus `connection: close` when `closing`.
+/// Write the head at the start of `buf` as the client gets it: the status
+/// line as `HTTP/1.1 <code> <reason>`, without hop-by-hop headers, without
+/// a `Content-Length` that does not frame the body, with a `Date` when a
+/// final response has none, plus `connection: close` when `closing`.
 pub fn rebuild(buf: &[u8], head: &ResponseHead, closing: bool, out: &mut Vec<u8>) {
     let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut res = httparse::Response::new(&mut headers);
@@ -195,16 +212,11 @@ pub fn rebuild(buf: &[u8], head: &ResponseHead, closing: bool, out: &mut Vec<u8>
         .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
     let no_length = rules::forbids_content_length(head.status);
     let no_coding = rules::bodiless_status(head.status);
-    // The status line as the replica sent it, without empty lines before.
-    let start = leading_empty_lines(buf);
-    let line_end = buf[start..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(start, |i| start + i + 1);
-    let line = &buf[start..line_end];
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
-    out.extend_from_slice(b"\r\n");
+    {
+        use std::io::Write;
+        let reason = res.reason.unwrap_or("");
+        let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", head.status);
+    }
     let dropped = |h: &httparse::Header<'_>| {
         let name = h.name.as_bytes();
         let length = name.eq_ignore_ascii_case(b"content-length");
@@ -216,6 +228,16 @@ pub fn rebuild(buf: &[u8], head: &ResponseHead, closing: bool, out: &mut Vec<u8>
             || (coding && no_coding)
     };
     write_headers(res.headers, dropped, out);
+    if head.status >= 200
+        && !res
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("date"))
+    {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     if closing {
         out.extend_from_slice(b"connection: close\r\n");
     }
@@ -232,20 +254,71 @@ mod tests {
             .expect("complete")
     }
 
+    /// The rebuilt head, a `date` the rebuild added shown as `<now>`.
     fn rebuilt(raw: &[u8], closing: bool) -> String {
         let mut out = Vec::new();
         rebuild(raw, &head(raw, false), closing, &mut out);
-        String::from_utf8_lossy(&out).into_owned()
+        let text = String::from_utf8_lossy(&out).into_owned();
+        match text.split_once("\r\ndate: ") {
+            Some((before, after)) => {
+                let rest = after.split_once("\r\n").map_or("", |(_, r)| r);
+                format!("{before}\r\ndate: <now>\r\n{rest}")
+            }
+            None => text,
+        }
+    }
+
+    #[test]
+    fn the_client_gets_our_version_a_valid_status_line_and_a_date() {
+        // RFC 9110 §6.2: HTTP/1.0 from the replica, HTTP/1.1 to the client.
+        let raw =
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nDate: x\r\nContent-Length: 2\r\n\r\nok";
+        assert!(head(raw, false).rebuild);
+        assert_eq!(
+            rebuilt(raw, false),
+            "HTTP/1.1 200 OK\r\nDate: x\r\nContent-Length: 2\r\n\r\n"
+        );
+        // RFC 9112 §4: the SP after the status code is not optional.
+        let raw = b"HTTP/1.1 200\r\nDate: x\r\nContent-Length: 2\r\n\r\nok";
+        assert!(head(raw, false).rebuild);
+        assert_eq!(
+            rebuilt(raw, false),
+            "HTTP/1.1 200 \r\nDate: x\r\nContent-Length: 2\r\n\r\n"
+        );
+        // RFC 9110 §6.6.1: a final response without Date gets one; an
+        // interim one does not.
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        assert!(head(raw, false).rebuild);
+        assert_eq!(
+            rebuilt(raw, false),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\ndate: <now>\r\n\r\n"
+        );
+        let raw = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n";
+        assert!(!head(raw, false).rebuild);
+    }
+
+    #[test]
+    fn a_response_with_both_lengths_is_not_reused() {
+        // RFC 9112 §6.3: chunked wins, but the rest of what the length
+        // framed may still come: the connection is not trusted again.
+        let h = head(
+            b"HTTP/1.1 200 OK\r\nDate: x\r\nContent-Length: 56\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
+        assert_eq!((h.framing, h.reusable), (Framing::Chunked, false));
     }
 
     #[test]
     fn framing_and_reuse() {
-        let h = head(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello", false);
+        let h = head(
+            b"HTTP/1.1 200 OK\r\nDate: Mon, 30 Nov 2026 00:00:00 GMT\r\ncontent-length: 5\r\n\r\nhello",
+            false,
+        );
         assert_eq!(
             (h.status, h.framing, h.reusable, h.rebuild),
             (200, Framing::Length(5), true, false)
         );
-        assert_eq!(h.len, 38);
+        assert_eq!(h.len, 75);
         // No body by definition: never reused (late bytes would be the next
         // request's answer).
         let h = head(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true);
@@ -299,7 +372,7 @@ mod tests {
         assert_eq!((h.framing, h.rebuild), (Framing::Chunked, true));
         assert_eq!(
             rebuilt(raw, false),
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\ndate: <now>\r\n\r\n"
         );
     }
 
@@ -313,10 +386,10 @@ mod tests {
         );
         assert_eq!(
             rebuilt(raw, false),
-            "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n"
+            "HTTP/1.1 204 No Content\r\nX-A: 1\r\ndate: <now>\r\n\r\n"
         );
         let h = head(
-            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 68\r\n\r\n",
+            b"HTTP/1.1 304 Not Modified\r\nDate: Mon, 30 Nov 2026 00:00:00 GMT\r\nContent-Length: 68\r\n\r\n",
             false,
         );
         assert_eq!(
@@ -326,7 +399,10 @@ mod tests {
         let raw = b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n";
         let h = head(raw, false);
         assert!(!h.reusable && h.rebuild);
-        assert_eq!(rebuilt(raw, false), "HTTP/1.1 304 Not Modified\r\n\r\n");
+        assert_eq!(
+            rebuilt(raw, false),
+            "HTTP/1.1 304 Not Modified\r\ndate: <now>\r\n\r\n"
+        );
         let raw = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(
             rebuilt(raw, false),
@@ -343,12 +419,12 @@ mod tests {
         assert!(head(raw, false).rebuild);
         assert_eq!(
             rebuilt(raw, false),
-            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\ndate: <now>\r\n\r\n"
         );
         let raw = b"\r\nHTTP/1.1 200 OK\r\n\r\n";
         assert_eq!(
             rebuilt(raw, true),
-            "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n"
+            "HTTP/1.1 200 OK\r\ndate: <now>\r\nconnection: close\r\n\r\n"
         );
         // HTTP/1.0 with Transfer-Encoding: faulty framing (RFC 9112 §6.1).
         assert_eq!(
@@ -372,7 +448,7 @@ mod tests {
         assert!(head(raw, false).rebuild);
         assert_eq!(
             rebuilt(raw, false),
-            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\ndate: <now>\r\n\r\n"
         );
         // Transfer-Encoding over several lines, the last one empty: chunked.
         for raw in [
@@ -445,12 +521,12 @@ mod tests {
         let raw = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\nContent-Length: 2\r\n\r\nok";
         assert_eq!(
             rebuilt(raw, false),
-            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\ndate: <now>\r\n\r\n"
         );
         let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(
             rebuilt(raw, true),
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nconnection: close\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\ndate: <now>\r\nconnection: close\r\n\r\n"
         );
     }
 }

@@ -24,7 +24,7 @@ use crate::config::MAX_INTERIM_RESPONSES;
 use crate::driver::{self, Exchange, Outcome, Refusal, RequestInfo};
 use crate::error::AttemptError;
 use crate::pool::ReplicaPools;
-use crate::rules;
+use crate::rules::{self, Violation};
 use crate::server::Shared;
 
 /// Serve one request from a client at `client`.
@@ -37,6 +37,16 @@ pub(crate) async fn handle(
 ) -> Response<ProxyBody> {
     if let Err(refusal) = request::check(&req, &shared.limits) {
         return refused(&refusal);
+    }
+    // A declared length over the limit: 413 from the head, before hyper
+    // would send `100 Continue` for it (RFC 9110 §10.1.1).
+    if req
+        .headers()
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .any(|v| rules::length_over(v.as_bytes(), shared.limits.max_body_bytes))
+    {
+        return refused(&Refusal::body_too_large(shared.limits.max_body_bytes));
     }
     let upgrade = request::upgrade_of(&req);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
@@ -121,11 +131,14 @@ async fn read_body(mut body: Incoming, limit: usize, stall: Duration) -> Result<
             Ok(Some(Err(e))) => return Err(Refusal::unreadable_body(&e)),
             Ok(Some(Ok(frame))) => frame,
         };
-        if let Ok(data) = frame.into_data() {
-            if collected.len() + data.len() > limit {
-                return Err(Refusal::body_too_large(limit));
+        match frame.into_data() {
+            Ok(data) => {
+                if collected.len() + data.len() > limit {
+                    return Err(Refusal::body_too_large(limit));
+                }
+                collected.extend_from_slice(&data);
             }
-            collected.extend_from_slice(&data);
+            Err(_) => return Err(Refusal::violation(&Violation::RequestTrailers)),
         }
     }
 }
@@ -209,6 +222,15 @@ fn check_response(response: &Response<PooledBody>, asked_upgrade: bool) -> Resul
     for value in response.headers().get_all(header::CONNECTION) {
         rules::check_connection(value.as_bytes()).map_err(|v| v.to_string())?;
     }
+    // One number, as the fast engine requires (hyper takes a list of equal
+    // values, RFC 9110 §8.6, which would reach the client as a list).
+    let lengths = response.headers().get_all(header::CONTENT_LENGTH);
+    let mut numbers = lengths.iter().map(|v| rules::parse_length(v.as_bytes()));
+    if let Some(first) = numbers.next()
+        && (first.is_none() || numbers.any(|n| n != first))
+    {
+        return Err("invalid Content-Length".into());
+    }
     let codings = response.headers().get_all(header::TRANSFER_ENCODING);
     if codings.iter().next().is_some()
         && !rules::only_chunked(codings.iter().map(HeaderValue::as_bytes))
@@ -252,6 +274,8 @@ fn interim_head(status: StatusCode, headers: &http::HeaderMap) -> Vec<u8> {
 /// §8.6).
 fn to_client(response: Response<PooledBody>) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
+    // RFC 9110 §6.2: an intermediary sends its own HTTP version.
+    parts.version = Version::HTTP_11;
     let status = parts.status.as_u16();
     let transfer_coded = parts.headers.contains_key(header::TRANSFER_ENCODING);
     let switched = parts.status == StatusCode::SWITCHING_PROTOCOLS;

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::Authority;
-use http::{Request, Response};
+use http::{Request, Response, Version, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -178,7 +178,9 @@ impl UpstreamPool {
     /// 204, 304): bytes a replica sends after one of those (a body it
     /// should not have sent) may come at any time later, and would be read
     /// as the answer to the next request, another client's. Such a
-    /// connection is not reused (RFC 9112 §6.3).
+    /// connection is not reused (RFC 9112 §6.3), nor one whose response had
+    /// both `Transfer-Encoding` and `Content-Length`, was HTTP/1.0, or ended
+    /// with trailers.
     fn pooled(
         self: &Arc<Self>,
         response: Response<Incoming>,
@@ -186,10 +188,16 @@ impl UpstreamPool {
         head_request: bool,
     ) -> Response<PooledBody> {
         let bodiless = head_request || rules::bodiless_status(response.status().as_u16());
+        // Both Transfer-Encoding and Content-Length (RFC 9112 §6.3: "ought
+        // to be handled as an error"): the rest of what the length framed
+        // may come later. HTTP/1.0: hyper would speak 1.0 on it from then.
+        let suspect = response.headers().contains_key(header::TRANSFER_ENCODING)
+            && response.headers().contains_key(header::CONTENT_LENGTH);
+        let reusable = !bodiless && !suspect && response.version() == Version::HTTP_11;
         let (parts, body) = response.into_parts();
         let mut body = PooledBody {
             inner: Some(body),
-            home: (!bodiless).then(|| (self.clone(), sender)),
+            home: reusable.then(|| (self.clone(), sender)),
             completion: Completion::default(),
             tunnel: None,
         };
@@ -276,10 +284,13 @@ impl Body for PooledBody {
             return Poll::Ready(None);
         };
         let polled = Pin::new(&mut *inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            this.completion.sent(data.len() as u64);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            match frame.data_ref() {
+                Some(data) => this.completion.sent(data.len() as u64),
+                // Trailers: where they end, hyper's decoder and others can
+                // disagree (a bare LF); the connection is not trusted again.
+                None => this.home = None,
+            }
         }
         match &polled {
             Poll::Ready(None) => this.release(),

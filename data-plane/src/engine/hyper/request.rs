@@ -111,6 +111,9 @@ pub(crate) struct Outbound {
     pub(crate) upgrade: Option<HeaderValue>,
     /// The client sent no usable `Host`: the upstream's authority goes in.
     needs_host: bool,
+    /// The client framed a body (`Content-Length` or `Transfer-Encoding`),
+    /// even an empty one: the upstream gets its length.
+    framed: bool,
 }
 
 impl Outbound {
@@ -118,6 +121,8 @@ impl Outbound {
     /// for.
     pub(crate) fn new(parts: &http::request::Parts, upgrade: Option<HeaderValue>) -> Outbound {
         let mut headers = parts.headers.clone();
+        let framed = headers.contains_key(header::CONTENT_LENGTH)
+            || headers.contains_key(header::TRANSFER_ENCODING);
         strip_hop_by_hop(&mut headers);
         // The data plane has read the body: the expectation is met (hyper
         // sent 100 Continue), the upstream must not be asked again.
@@ -146,11 +151,13 @@ impl Outbound {
             headers,
             upgrade,
             needs_host,
+            framed,
         }
     }
 
     /// The request for the upstream at `authority`, with `body`.
     pub(crate) fn request(&self, body: Bytes, authority: &Authority) -> Request<Full<Bytes>> {
+        let length = (self.framed || !body.is_empty()).then(|| HeaderValue::from(body.len()));
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.target.clone();
@@ -159,6 +166,9 @@ impl Outbound {
             && let Ok(host) = HeaderValue::from_str(authority.as_str())
         {
             request.headers_mut().insert(header::HOST, host);
+        }
+        if let Some(length) = length {
+            request.headers_mut().insert(header::CONTENT_LENGTH, length);
         }
         request
     }
