@@ -104,6 +104,26 @@ pub enum Violation {
     /// request to one and a trailer to the other.
     #[error("Trailer fields in a request are not accepted")]
     RequestTrailers,
+    /// A field named like a framing header with `_` for `-`
+    /// (`Transfer_Encoding`): valid HTTP, but back ends that fold the two
+    /// (CGI's `HTTP_TRANSFER_ENCODING`, several frameworks) would frame the
+    /// body by it, which the data plane did not (nginx drops such fields by
+    /// default for this reason).
+    #[error("The header {0} reads as a framing header to some servers")]
+    DisguisedFraming(String),
+}
+
+/// Whether a field name with an underscore reads as `Content-Length` or
+/// `Transfer-Encoding` once `_` is taken for `-` ([`Violation::DisguisedFraming`]).
+pub fn disguised_framing(name: &[u8]) -> bool {
+    name.contains(&b'_')
+        && FRAMING[..2].iter().any(|framing| {
+            framing.len() == name.len()
+                && framing
+                    .bytes()
+                    .zip(name)
+                    .all(|(f, &n)| f.eq_ignore_ascii_case(&if n == b'_' { b'-' } else { n }))
+        })
 }
 
 impl Violation {
@@ -293,6 +313,27 @@ pub fn wants_upgrade<'h>(http11: bool, mut connection: impl Iterator<Item = &'h 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn framing_names_with_underscores() {
+        for disguised in [
+            &b"Transfer_Encoding"[..],
+            b"content_length",
+            b"CONTENT_LENGTH",
+        ] {
+            assert!(disguised_framing(disguised), "{disguised:?}");
+        }
+        for plain in [
+            &b"Transfer-Encoding"[..],
+            b"content-length",
+            b"x_content_length",
+            b"Host_",
+            b"content_lengthy",
+            b"x_custom",
+        ] {
+            assert!(!disguised_framing(plain), "{plain:?}");
+        }
+    }
     use super::*;
 
     #[test]

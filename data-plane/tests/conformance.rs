@@ -67,7 +67,48 @@ conformance!(
     a_content_length_list_from_a_replica_is_a_502,
     a_declared_length_over_the_limit_is_413_before_any_body,
     an_empty_chunked_body_reaches_the_replica_with_a_length,
+    framing_names_with_underscores_are_refused,
+    more_than_16_interim_responses_is_a_502,
 );
+
+/// `Transfer_Encoding` / `Content_Length`: valid field names, but read as
+/// framing headers by back ends that fold `_` into `-`: 400, and nothing
+/// reaches a replica.
+async fn framing_names_with_underscores_are_refused(engine: &str) {
+    let wire = start(engine, &[]).await;
+    for (what, field) in [
+        ("Transfer_Encoding", "Transfer_Encoding: chunked"),
+        ("content_length", "content_length: 64"),
+    ] {
+        let context = format!("{engine}: {what}");
+        let reply = exchange(
+            &wire,
+            &format!(
+                "POST /disguised HTTP/1.1\r\nHost: lb\r\nContent-Length: 5\r\n{field}\r\n\r\n0\r\n\r\n"
+            ),
+            &context,
+        );
+        assert_refusal(&reply, 400, &context);
+    }
+    assert_eq!(seen(&wire).count("/disguised"), 0, "{engine}: forwarded");
+}
+
+/// At most 16 interim responses per request (README): one more is a 502
+/// with both engines, after the 16 forwarded.
+async fn more_than_16_interim_responses_is_a_502(engine: &str) {
+    let wire = start(engine, &[]).await;
+    let mut client = Client::connect(wire.addr());
+    client.send(&format!(
+        "GET /many-interims HTTP/1.1\r\nHost: lb\r\nX-Request-ID: {STICKY_ID}\r\n\r\n"
+    ));
+    let reply = client.response("GET");
+    assert!(
+        reply.interim.len() <= 16,
+        "{engine}: {} interims",
+        reply.interim.len()
+    );
+    assert_refusal(&reply, 502, engine);
+}
 
 /// RFC 9112 §7.1.2: a chunked request with a trailer section gets 400 and
 /// the connection closes. A bare LF there ends the message for parsers that

@@ -179,11 +179,22 @@ fn expect(reading: &Reading<'_>, head_request: bool) -> Expected {
     // framing; the connection closes after it.
     let faulty = reading.version == 0 && coded;
     let forbids_length = (100..200).contains(&status) || status == 204;
+    // RFC 9112 §6.3: both framing headers "ought to be handled as an
+    // error": the rest of what the length framed may still come.
+    let both = coded && length.is_some();
+    // RFC 9110 §6.6.1: a final response without Date gets one.
+    let undated = status >= 200 && values(reading, "date").is_empty();
     Expected {
         errors,
         framing,
-        reusable: persistent && framing != Framing::UntilClose && !announces_body && !faulty,
-        rebuild: reading
+        reusable: persistent
+            && framing != Framing::UntilClose
+            && !announces_body
+            && !faulty
+            && !both,
+        rebuild: undated
+            || reading.version == 0
+            || reading
             .headers
             .iter()
             .any(|(n, _)| DROPPED.iter().any(|d| n.eq_ignore_ascii_case(d)))
@@ -287,9 +298,9 @@ fn check(
         let mut out = Vec::new();
         rebuild_response(buf, head, closing, &mut out);
         let shown = show(&out);
-        // `connection: close` may make it one header more than the data
-        // plane takes from a replica: read it without that limit.
-        let Read::Complete(rebuilt) = read_with(&out, MAX_RESPONSE_HEADERS + 1) else {
+        // `connection: close` and `date` may make it two headers more than
+        // the data plane takes from a replica: read it without that limit.
+        let Read::Complete(rebuilt) = read_with(&out, MAX_RESPONSE_HEADERS + 2) else {
             panic!("rebuilt head (closing={closing}) unreadable: {shown} ({case})");
         };
         assert_eq!(rebuilt.len, out.len(), "rebuilt: {shown} ({case})");
@@ -329,13 +340,24 @@ fn check(
                 !dropped
             })
             .map(|(n, v)| (n.to_string(), *v))
+            .chain(
+                (head.status >= 200 && values(&reading, "date").is_empty())
+                    .then(|| ("date".to_string(), &b"<now>"[..])),
+            )
             .chain(closing.then(|| ("connection".to_string(), &b"close"[..])))
             .collect();
+        // The date the data plane added is the time of day: not compared.
         let got: Vec<(String, &[u8])> = rebuilt
             .headers
             .iter()
-            .map(|(n, v)| (n.to_string(), *v))
+            .map(|(n, v)| {
+                let added = *n == "date" && values(&reading, "date").is_empty();
+                (n.to_string(), if added { &b"<now>"[..] } else { *v })
+            })
             .collect();
+        // RFC 9110 §6.2, RFC 9112 §4: the client gets `HTTP/1.1 <code> `.
+        let line = format!("HTTP/1.1 {} ", head.status);
+        assert!(out.starts_with(line.as_bytes()), "status line: {shown} ({case})");
         assert_eq!(got, expected, "rebuilt headers: {shown} ({case})");
     }
 }

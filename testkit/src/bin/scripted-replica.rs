@@ -239,6 +239,12 @@ fn respond(
         "/bare-status" => out
             .write_all(b"HTTP/1.1 200\r\nDate: Mon, 30 Nov 2026 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok")
             .is_ok(),
+        // One interim response more than the data plane forwards.
+        "/many-interims" => {
+            let mut bytes = b"HTTP/1.1 102 Processing\r\n\r\n".repeat(17);
+            bytes.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+            out.write_all(&bytes).is_ok()
+        }
         "/length-list" => out
             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello")
             .is_ok(),

@@ -129,6 +129,9 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Parsed {
             || name.eq_ignore_ascii_case(b"expect")
         {
             return Parsed::HandOver(HandOver::Protocol);
+        } else if rules::disguised_framing(name) {
+            let name = String::from_utf8_lossy(name).into_owned();
+            return Parsed::Refuse(Refusal::violation(&Violation::DisguisedFraming(name)));
         } else if rules::is_hop_by_hop(name) {
             rebuild = true;
             if name.eq_ignore_ascii_case(b"connection") {

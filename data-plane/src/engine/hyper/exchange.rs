@@ -168,17 +168,23 @@ impl Exchange for HyperExchange<'_> {
         &mut self,
         pools: &ReplicaPools,
     ) -> Result<Response<PooledBody>, AttemptError> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
         let mut request = self.outbound.request(self.body.clone(), pools.authority());
-        if let Some((interim, window)) = &self.interim {
-            let (interim, window) = (interim.clone(), *window);
-            let forwarded = std::sync::atomic::AtomicUsize::new(0);
-            hyper::ext::on_informational(&mut request, move |response| {
-                use std::sync::atomic::Ordering;
-                if forwarded.fetch_add(1, Ordering::Relaxed) < MAX_INTERIM_RESPONSES {
-                    interim.send(window, &interim_head(response.status(), response.headers()));
-                }
-            });
-        }
+        // Interim responses seen: more than the fast engine takes is a 502
+        // here too (the 1xx beyond the limit are not forwarded).
+        let interims = std::sync::Arc::new(AtomicUsize::new(0));
+        let seen = interims.clone();
+        let interim = self.interim.as_ref().map(|(i, w)| (i.clone(), *w));
+        hyper::ext::on_informational(&mut request, move |response| {
+            if seen.fetch_add(1, Ordering::Relaxed) < MAX_INTERIM_RESPONSES
+                && let Some((interim, window)) = &interim
+            {
+                interim.send(
+                    *window,
+                    &interim_head(response.status(), response.headers()),
+                );
+            }
+        });
         let invalid = |why: &str| AttemptError::InvalidResponse {
             authority: pools.authority().clone(),
             source: why.to_owned().into(),
@@ -205,6 +211,11 @@ impl Exchange for HyperExchange<'_> {
             None => pools.hyper.send(request).await?,
         };
         check_response(&response, self.outbound.upgrade.is_some()).map_err(|why| invalid(&why))?;
+        if interims.load(Ordering::Relaxed) > MAX_INTERIM_RESPONSES {
+            return Err(invalid(&format!(
+                "more than {MAX_INTERIM_RESPONSES} interim responses"
+            )));
+        }
         Ok(response)
     }
 }

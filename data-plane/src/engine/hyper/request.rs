@@ -38,6 +38,15 @@ pub(crate) fn check<B>(req: &Request<B>, limits: &Limits) -> Result<(), Refusal>
             return Err(Refusal::line_too_long(limits.max_request_line_bytes));
         }
     }
+    if let Some(name) = req
+        .headers()
+        .keys()
+        .find(|name| rules::disguised_framing(name.as_str().as_bytes()))
+    {
+        return Err(Refusal::violation(&Violation::DisguisedFraming(
+            name.as_str().to_owned(),
+        )));
+    }
     if req.headers().len() > MAX_REQUEST_HEADERS {
         return Err(Refusal::headers_too_large(limits.max_header_bytes));
     }
