@@ -111,6 +111,19 @@ pub enum Violation {
     /// default for this reason).
     #[error("The header {0} reads as a framing header to some servers")]
     DisguisedFraming(String),
+    /// RFC 9110 §7.6.2: `Max-Forwards = 1*DIGIT`.
+    #[error("Max-Forwards is not a number")]
+    MaxForwards,
+    /// RFC 9110 §9.3.8: a `TRACE` whose `Max-Forwards` reached 0 ends at the
+    /// data plane, which does not reflect requests.
+    #[error("TRACE is not supported")]
+    Trace,
+}
+
+/// RFC 9110 §7.6.2: the methods whose `Max-Forwards` an intermediary
+/// checks and decrements.
+pub fn counts_forwards(method: &[u8]) -> bool {
+    method == b"OPTIONS" || method == b"TRACE"
 }
 
 /// Whether a field name with an underscore reads as `Content-Length` or
@@ -131,7 +144,9 @@ impl Violation {
     /// §15.6.2).
     pub fn status(&self) -> StatusCode {
         match self {
-            Violation::Connect | Violation::TransferCoding => StatusCode::NOT_IMPLEMENTED,
+            Violation::Connect | Violation::TransferCoding | Violation::Trace => {
+                StatusCode::NOT_IMPLEMENTED
+            }
             _ => StatusCode::BAD_REQUEST,
         }
     }

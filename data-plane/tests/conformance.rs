@@ -69,7 +69,43 @@ conformance!(
     an_empty_chunked_body_reaches_the_replica_with_a_length,
     framing_names_with_underscores_are_refused,
     more_than_16_interim_responses_is_a_502,
+    max_forwards_is_checked_and_decremented_on_options_and_trace,
 );
+
+/// RFC 9110 §7.6.2: `OPTIONS` or `TRACE` with `Max-Forwards: 0` ends at the
+/// data plane (`OPTIONS`: 200; `TRACE`: 501, it does not reflect requests);
+/// a larger value reaches the replica decremented; other methods' values
+/// are left alone.
+async fn max_forwards_is_checked_and_decremented_on_options_and_trace(engine: &str) {
+    let wire = start(engine, &[]).await;
+    let ask = |request: String| {
+        let mut client = Client::connect(wire.addr());
+        client.send(&request);
+        let method = request.split(' ').next().unwrap_or("GET").to_owned();
+        client.response(&method)
+    };
+    let options = ask("OPTIONS /mf-zero HTTP/1.1\r\nHost: lb\r\nMax-Forwards: 0\r\n\r\n".into());
+    assert_eq!(options.status, 200, "{engine}: {options:?}");
+    assert!(options.body.is_empty(), "{engine}: {options:?}");
+    let trace = ask("TRACE /mf-trace HTTP/1.1\r\nHost: lb\r\nMax-Forwards: 0\r\n\r\n".into());
+    assert_refusal(&trace, 501, &format!("{engine}: TRACE"));
+    for (method, sent, expected) in [("OPTIONS", 3, 2), ("TRACE", 1, 0), ("GET", 3, 3)] {
+        let echoed = ask(format!(
+            "{method} /echo HTTP/1.1\r\nHost: lb\r\nMax-Forwards: {sent}\r\n\r\n"
+        ));
+        let text = echoed.text().to_ascii_lowercase();
+        assert!(
+            text.contains(&format!("max-forwards: {expected}\r\n")),
+            "{engine}: {method} with {sent}: the replica got {text:?}"
+        );
+    }
+    let seen = seen(&wire);
+    assert_eq!(
+        seen.count("/mf-zero") + seen.count("/mf-trace"),
+        0,
+        "{engine}: forwarded at 0"
+    );
+}
 
 /// `Transfer_Encoding` / `Content_Length`: valid field names, but read as
 /// framing headers by back ends that fold `_` into `-`: 400, and nothing

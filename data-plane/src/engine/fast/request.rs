@@ -28,9 +28,11 @@ pub enum HandOver {
     /// A target that is not a plain origin-form path (absolute form, `*`,
     /// characters outside the unreserved/sub-delims set).
     Target,
-    /// A `Content-Length` that is invalid, repeated, or over the body limit
-    /// (hyper answers 400 or 413).
+    /// A `Content-Length` that is invalid or repeated (hyper answers 400).
     Length,
+    /// `OPTIONS` or `TRACE` with `Max-Forwards` (RFC 9110 §7.6.2: answered
+    /// at 0, decremented otherwise).
+    MaxForwards,
 }
 
 /// A request head the fast path forwards. Ranges index the client buffer.
@@ -129,6 +131,10 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Parsed {
             || name.eq_ignore_ascii_case(b"expect")
         {
             return Parsed::HandOver(HandOver::Protocol);
+        } else if name.eq_ignore_ascii_case(b"max-forwards")
+            && rules::counts_forwards(method.as_bytes())
+        {
+            return Parsed::HandOver(HandOver::MaxForwards);
         } else if rules::disguised_framing(name) {
             let name = String::from_utf8_lossy(name).into_owned();
             return Parsed::Refuse(Refusal::violation(&Violation::DisguisedFraming(name)));

@@ -48,6 +48,12 @@ pub(crate) async fn handle(
     {
         return refused(&Refusal::body_too_large(shared.limits.max_body_bytes));
     }
+    // RFC 9110 §7.6.2: at 0 the data plane is the final recipient.
+    match request::max_forwards(&mut req) {
+        Ok(None) => {}
+        Ok(Some(answer)) => return answer,
+        Err(refusal) => return refused(&refusal),
+    }
     let upgrade = request::upgrade_of(&req);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client; HTTP/2 has no way here.

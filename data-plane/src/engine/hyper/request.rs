@@ -183,6 +183,43 @@ impl Outbound {
     }
 }
 
+/// `Max-Forwards` of an `OPTIONS` or `TRACE` request (RFC 9110 §7.6.2):
+/// at 0 the data plane answers as the final recipient (`OPTIONS`: 200,
+/// empty; `TRACE`: 501, as the data plane does not reflect requests); else
+/// it goes on decremented. `Ok(None)`: forward the request.
+///
+/// # Errors
+/// A value that is not a number ([`Violation::MaxForwards`], 400).
+pub(crate) fn max_forwards<B>(
+    req: &mut Request<B>,
+) -> Result<Option<http::Response<super::ProxyBody>>, Refusal> {
+    if !rules::counts_forwards(req.method().as_str().as_bytes()) {
+        return Ok(None);
+    }
+    let Some(value) = req.headers().get(header::MAX_FORWARDS) else {
+        return Ok(None);
+    };
+    let digits = value.as_bytes().trim_ascii();
+    let remaining = std::str::from_utf8(digits)
+        .ok()
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        .map(|d| d.parse::<u64>().unwrap_or(u64::MAX))
+        .ok_or_else(|| Refusal::violation(&Violation::MaxForwards))?;
+    if remaining > 0 {
+        req.headers_mut()
+            .insert(header::MAX_FORWARDS, HeaderValue::from(remaining - 1));
+        return Ok(None);
+    }
+    if req.method() == Method::TRACE {
+        return Err(Refusal::violation(&Violation::Trace));
+    }
+    let mut answer = http::Response::new(http_body_util::Either::Right(Full::new(Bytes::new())));
+    answer
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    Ok(Some(answer))
+}
+
 /// Remove the hop-by-hop headers, including any the `Connection` header
 /// names (RFC 9110 §7.6.1). Most messages carry none: one pass over the
 /// names finds that, without a hash lookup per candidate.
