@@ -17,7 +17,7 @@
 //! status, response body bytes, duration, replica, attempts and the
 //! request key. The line of a forwarded response is written when its body
 //! has been relayed to its end (or the relay stopped, or the tunnel of a
-//! protocol switch closed; [`crate::completion`]): `bytes` is the body
+//! protocol switch closed; `completion.rs`): `bytes` is the body
 //! content that reached the client (chunk framing not counted; fewer than
 //! framed when the relay stopped early, as nginx's `$body_bytes_sent`), and
 //! `duration` runs from the request's arrival until then (nginx's

@@ -61,8 +61,7 @@ pub struct UpstreamStats {
     /// this replica (failover included).
     pub latency: Histogram,
     /// Requests sent to it whose response has not been forwarded whole yet
-    /// (body or protocol-switch tunnel included; see
-    /// [`crate::balance::InFlight`]).
+    /// (body or protocol-switch tunnel included).
     pub in_flight: AtomicU64,
     /// Outlier detection: failures in a row, and how often it was ejected.
     pub consecutive_failures: AtomicU32,
