@@ -347,13 +347,18 @@ impl PendingLine {
     }
 
     /// Queue the line: `body_bytes` of content reached the client, and the
-    /// request took until now.
-    pub(crate) fn write(self, body_bytes: u64) {
+    /// request took until now; `client_gone`: before any of the response
+    /// reached it (status [`CLIENT_CLOSED_STATUS`]).
+    pub(crate) fn write(self, body_bytes: u64, client_gone: bool) {
         let entry = Entry {
             at: self.at,
             client: self.client,
             line: Line::Text(&self.request_line),
-            status: self.status,
+            status: if client_gone {
+                CLIENT_CLOSED_STATUS
+            } else {
+                self.status
+            },
             bytes: Some(body_bytes),
             duration: self.started.elapsed(),
             replica: self.replica.as_deref(),

@@ -16,6 +16,8 @@ pub(crate) struct Completion {
     in_flight: Option<InFlight>,
     log: Option<PendingLine>,
     body_bytes: u64,
+    /// The response stopped before its end, the client gone.
+    abandoned: bool,
 }
 
 impl Completion {
@@ -34,13 +36,19 @@ impl Completion {
     pub(crate) fn sent(&mut self, n: u64) {
         self.body_bytes += n;
     }
+
+    /// The client went away before the response was over: logged as 499
+    /// (nginx's convention) when none of it reached the client.
+    pub(crate) fn abandoned(&mut self) {
+        self.abandoned = true;
+    }
 }
 
 impl Drop for Completion {
     fn drop(&mut self) {
         drop(self.in_flight.take());
         if let Some(line) = self.log.take() {
-            line.write(self.body_bytes);
+            line.write(self.body_bytes, self.abandoned && self.body_bytes == 0);
         }
     }
 }

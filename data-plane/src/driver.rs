@@ -15,7 +15,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::StatusCode;
 use http::uri::Authority;
@@ -281,7 +281,26 @@ async fn logged<E: Exchange>(
     let at = SystemTime::now();
     let started = Instant::now();
     let mut trace = Trace::default();
+    // hyper drops a request's future when its client goes away mid-request:
+    // the line is then written here, as 499.
+    let mut unfinished = Unfinished {
+        log,
+        shared,
+        entry: Some(Entry {
+            at,
+            client,
+            line: request.line,
+            status: CLIENT_CLOSED_STATUS,
+            bytes: None,
+            duration: Duration::ZERO,
+            replica: None,
+            attempts: 0,
+            key: None,
+        }),
+        started,
+    };
     let mut outcome = serve(shared, client, request, exchange, Some(&mut trace)).await;
+    unfinished.entry = None;
     let (status, bytes) = match &outcome {
         Outcome::Forward(answer) => (E::status(answer), None),
         Outcome::Refuse(refusal, _) => (
@@ -315,6 +334,24 @@ async fn logged<E: Exchange>(
         _ => log.record(&shared.stats, &entry),
     }
     outcome
+}
+
+/// The access log line of a request whose future may be dropped before the
+/// driver finishes it; written (499) on drop unless `entry` was taken.
+struct Unfinished<'a, 'r> {
+    log: &'a AccessLog,
+    shared: &'a Shared,
+    entry: Option<Entry<'r>>,
+    started: Instant,
+}
+
+impl Drop for Unfinished<'_, '_> {
+    fn drop(&mut self) {
+        if let Some(mut entry) = self.entry.take() {
+            entry.duration = self.started.elapsed();
+            self.log.record(&self.shared.stats, &entry);
+        }
+    }
 }
 
 /// `/rep`, `/add`, `/rm`: to the control plane, once and untimed (an `/add`

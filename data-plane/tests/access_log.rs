@@ -156,8 +156,33 @@ async fn the_line_is_written_when_the_body_is_over() {
         let slow = get(&addr, "/slow-body?ms=400").await;
         assert!(slow.text().starts_with("slow body from: "), "{engine}");
 
-        let all = lines(&log, before + 2).await;
+        // A client that resets its connection while the replica is still
+        // thinking: 499, nothing of the response reached it.
+        {
+            use tokio::io::AsyncWriteExt;
+            let mut gone = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect");
+            gone.write_all(b"GET /slow?ms=600 HTTP/1.1\r\nHost: lb\r\n\r\n")
+                .await
+                .expect("send");
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            gone.set_zero_linger().expect("linger");
+        }
+
+        let all = lines(&log, before + 3).await;
         let line = |i: usize| -> Value { serde_json::from_str(&all[before + i]).expect("JSON") };
+        let third = line(2);
+        assert_eq!(third["target"], "/slow?ms=600", "{engine}");
+        if engine == "fast" {
+            assert_eq!(third["status"], 499, "{engine}: {third}");
+            assert_eq!(third["bytes"], 0, "{engine}: {third}");
+        } else {
+            // hyper takes the whole (small) body before its write to the
+            // reset connection fails, and tells nobody: the replica's
+            // status and the bytes handed to hyper (README, access logs).
+            assert_eq!(third["status"], 200, "{engine}: {third}");
+        }
         let (first, second) = (line(0), line(1));
         assert_eq!(first["target"], "/chunked", "{engine}");
         assert_eq!(first["bytes"], 12, "{engine}: chunked content, no framing");

@@ -99,11 +99,16 @@ async fn max_forwards_is_checked_and_decremented_on_options_and_trace(engine: &s
             "{engine}: {method} with {sent}: the replica got {text:?}"
         );
     }
+    // One number on one line: two lines are not a value (RFC 9110 §7.6.2).
+    let two = ask(
+        "OPTIONS /mf-two HTTP/1.1\r\nHost: lb\r\nMax-Forwards: 5\r\nMax-Forwards: 0\r\n\r\n".into(),
+    );
+    assert_refusal(&two, 400, &format!("{engine}: two Max-Forwards lines"));
     let seen = seen(&wire);
     assert_eq!(
-        seen.count("/mf-zero") + seen.count("/mf-trace"),
+        seen.count("/mf-zero") + seen.count("/mf-trace") + seen.count("/mf-two"),
         0,
-        "{engine}: forwarded at 0"
+        "{engine}: forwarded"
     );
 }
 
@@ -473,6 +478,7 @@ async fn late_bytes_after_a_bodiless_response_reach_no_client(engine: &str) {
         ("GET", "/not-modified-late"),
         ("HEAD", "/head-late"),
         ("GET", "/both-lengths-late"),
+        ("GET", "/http10-late"),
     ] {
         let mut client = Client::connect(wire.addr());
         let context = format!("{engine}: {method} {path}");

@@ -19,10 +19,17 @@ fn by_replica(metrics: &str, name: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_request_is_counted_and_timed_for_the_replica_that_answered() {
-    for engine in [Engine::Fast, Engine::Hyper] {
-        let control_plane = start_control_plane(&[]);
+/// A data plane embedded in this process with `engine`, routing for
+/// `control_plane`'s replicas.
+struct Served {
+    addr: String,
+    stats: std::sync::Arc<ringlb_data_plane::stats::Stats>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    async fn start(control_plane: &ringlb_testkit::ControlPlane, engine: Engine) -> Served {
         let data_plane = DataPlane::builder()
             .control_plane_grpc(format!("http://{}", control_plane.grpc))
             .control_plane_http(control_plane.http.clone())
@@ -39,6 +46,26 @@ async fn each_request_is_counted_and_timed_for_the_replica_that_answered() {
             let _ = stopped.await;
         }));
         wait_routed(&addr).await;
+        Served {
+            addr,
+            stats,
+            stop,
+            serving,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.serving.await.expect("join").expect("data plane ran");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_is_counted_and_timed_for_the_replica_that_answered() {
+    for engine in [Engine::Fast, Engine::Hyper] {
+        let control_plane = start_control_plane(&[]);
+        let served = Served::start(&control_plane, engine).await;
+        let (addr, stats) = (served.addr.clone(), served.stats.clone());
 
         let before = stats.render();
         for _ in 0..50 {
@@ -74,8 +101,7 @@ async fn each_request_is_counted_and_timed_for_the_replica_that_answered() {
             "{after}"
         );
 
-        let _ = stop.send(());
-        serving.await.expect("join").expect("data plane ran");
+        served.stop().await;
     }
 }
 
@@ -92,22 +118,8 @@ async fn a_request_is_in_flight_until_its_body_or_its_tunnel_ends() {
     for engine in [Engine::Fast, Engine::Hyper] {
         let control_plane =
             start_control_plane_running("scripted-replica", "127.0.0.1:0", "127.0.0.1:0", &[]);
-        let data_plane = DataPlane::builder()
-            .control_plane_grpc(format!("http://{}", control_plane.grpc))
-            .control_plane_http(control_plane.http.clone())
-            .engine(engine)
-            .build()
-            .expect("data plane");
-        let stats = data_plane.stats();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr").to_string();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(data_plane.run(listener, async {
-            let _ = stopped.await;
-        }));
-        wait_routed(&addr).await;
+        let served = Served::start(&control_plane, engine).await;
+        let (addr, stats) = (served.addr.clone(), served.stats.clone());
         let in_flight = || {
             by_replica(&stats.render(), "ringlb_upstream_in_flight")
                 .values()
@@ -178,7 +190,6 @@ async fn a_request_is_in_flight_until_its_body_or_its_tunnel_ends() {
         client.await.expect("client");
         settles_at(0.0, "no request in flight once the tunnel closed").await;
 
-        let _ = stop.send(());
-        serving.await.expect("join").expect("data plane ran");
+        served.stop().await;
     }
 }

@@ -167,11 +167,8 @@ fn expect(reading: &Reading<'_>, head_request: bool) -> Expected {
     } else {
         Framing::UntilClose
     };
-    let persistent = if reading.version == 1 {
-        !connection.iter().any(|t| t == b"close")
-    } else {
-        connection.iter().any(|t| t == b"keep-alive")
-    };
+    // HTTP/1.0 keep-alive is not trusted: never reused.
+    let persistent = reading.version == 1 && !connection.iter().any(|t| t == b"close");
     // RFC 9112 §6.3: after a response without a body by definition, bytes
     // that follow (late) would be read as the next answer: no reuse.
     let announces_body = head_request || bodiless;
@@ -200,6 +197,7 @@ fn expect(reading: &Reading<'_>, head_request: bool) -> Expected {
             .any(|(n, _)| DROPPED.iter().any(|d| n.eq_ignore_ascii_case(d)))
             || (coded && length.is_some())
             || (forbids_length && (coded || !lengths.is_empty()))
+            || lengths.len() > 1
             || (bodiless && coded),
     }
 }
@@ -325,6 +323,8 @@ fn check(
         let coded = !values(&reading, "transfer-encoding").is_empty();
         let forbids_length = (100..200).contains(&head.status) || head.status == 204;
         let bodiless_status = forbids_length || head.status == 304;
+        // Equal Content-Length lines: the first one goes on.
+        let mut lengths_seen = 0;
         let expected: Vec<(String, &[u8])> = reading
             .headers
             .iter()
@@ -332,7 +332,9 @@ fn check(
                 let lower = n.to_ascii_lowercase();
                 let length = lower == "content-length";
                 let coding = lower == "transfer-encoding";
+                lengths_seen += usize::from(length);
                 let dropped = DROPPED.contains(&lower.as_str())
+                    || (length && lengths_seen > 1)
                     || listed.contains(&lower.as_bytes().to_vec())
                     || (length && coded)
                     || (length && forbids_length)

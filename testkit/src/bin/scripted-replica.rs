@@ -367,10 +367,15 @@ fn respond(
         }
         // The same, the extra bytes 100 ms after the head: too late to be
         // seen with it, in time to be read as the next request's answer.
-        "/no-content-late" | "/not-modified-late" | "/head-late" | "/both-lengths-late" => {
+        "/no-content-late" | "/not-modified-late" | "/head-late" | "/both-lengths-late"
+        | "/http10-late" => {
             let head: &[u8] = match path {
                 "/no-content-late" => b"HTTP/1.1 204 No Content\r\n\r\n",
                 "/not-modified-late" => b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+                // HTTP/1.0 keep-alive: not trusted for another request.
+                "/http10-late" => {
+                    b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok"
+                }
                 // Chunked wins (an empty body), but 68 bytes were announced.
                 "/both-lengths-late" => {
                     b"HTTP/1.1 200 OK\r\ncontent-length: 68\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"

@@ -83,7 +83,10 @@ pub(crate) async fn relay(
             client.write_all(out).await
         }
     }
-    .map_err(RelayError::Client)?;
+    .map_err(|e| {
+        completion.abandoned();
+        RelayError::Client(e)
+    })?;
     let mut counted = 0;
     completion.sent(content(response.framing, piece, &scanner, &mut counted));
     conn.buf.advance(first);

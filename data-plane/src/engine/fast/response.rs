@@ -110,7 +110,6 @@ pub fn parse(
     let mut codings = 0usize;
     let mut all_chunked = true;
     let mut close = false;
-    let mut keep_alive = false;
     let mut rebuild = false;
     let mut dated = false;
     for header in res.headers.iter() {
@@ -122,6 +121,8 @@ pub fn parse(
             if length.is_some_and(|m| m != n) {
                 return Err(ResponseError::Length);
             }
+            // Equal values on several lines (RFC 9110 §8.6): one goes on.
+            rebuild |= length.is_some();
             length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_coded = true;
@@ -134,7 +135,6 @@ pub fn parse(
             if name.eq_ignore_ascii_case(b"connection") {
                 rules::check_connection(header.value).map_err(ResponseError::Connection)?;
                 close |= rules::has_token(header.value, "close");
-                keep_alive |= rules::has_token(header.value, "keep-alive");
             }
         }
     }
@@ -163,7 +163,10 @@ pub fn parse(
     // any time later and would be read as the answer to the next request,
     // another client's. Such a connection is not reused (RFC 9112 §6.3).
     let announces_body = head_request || bodiless;
-    let persistent = if version == 1 { !close } else { keep_alive };
+    // HTTP/1.0 keep-alive (RFC 9112 §9.3, Appendix C.2.2) is not trusted:
+    // the replica's idea of where the response ends may not be ours, and
+    // late bytes would be the next request's answer. As with hyper.
+    let persistent = version == 1 && !close;
     // Both Transfer-Encoding and Content-Length (RFC 9112 §6.3: "ought to
     // be handled as an error"): the rest of what the length framed may come
     // later, as the next request's answer. Not reused either.
@@ -217,11 +220,16 @@ pub fn rebuild(buf: &[u8], head: &ResponseHead, closing: bool, out: &mut Vec<u8>
         let reason = res.reason.unwrap_or("");
         let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", head.status);
     }
+    let lengths_seen = std::cell::Cell::new(0);
     let dropped = |h: &httparse::Header<'_>| {
         let name = h.name.as_bytes();
         let length = name.eq_ignore_ascii_case(b"content-length");
         let coding = name.eq_ignore_ascii_case(b"transfer-encoding");
+        if length {
+            lengths_seen.set(lengths_seen.get() + 1);
+        }
         is_hop_by_hop(name)
+            || (length && lengths_seen.get() > 1)
             || listed.iter().any(|n| n.eq_ignore_ascii_case(name))
             || (length && transfer_coded)
             || (length && no_length)
@@ -298,6 +306,27 @@ mod tests {
     }
 
     #[test]
+    fn equal_lengths_on_several_lines_go_on_as_one() {
+        let raw =
+            b"HTTP/1.1 200 OK\r\nDate: x\r\nContent-Length: 2\r\nContent-Length: 02\r\n\r\nok";
+        let h = head(raw, false);
+        assert_eq!((h.framing, h.rebuild), (Framing::Length(2), true));
+        assert_eq!(
+            rebuilt(raw, false),
+            "HTTP/1.1 200 OK\r\nDate: x\r\nContent-Length: 2\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn http10_responses_are_not_reused() {
+        let h = head(
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nDate: x\r\nContent-Length: 2\r\n\r\nok",
+            false,
+        );
+        assert_eq!((h.framing, h.reusable), (Framing::Length(2), false));
+    }
+
+    #[test]
     fn a_response_with_both_lengths_is_not_reused() {
         // RFC 9112 §6.3: chunked wins, but the rest of what the length
         // framed may still come: the connection is not trusted again.
@@ -361,7 +390,7 @@ mod tests {
             b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
             false,
         );
-        assert!(h.reusable);
+        assert!(!h.reusable, "HTTP/1.0 keep-alive is not trusted");
         assert_eq!(parse(b"HTTP/1.1 200 OK\r\n", false, 8192), Ok(None));
     }
 

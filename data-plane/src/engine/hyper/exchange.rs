@@ -297,7 +297,20 @@ fn to_client(response: Response<PooledBody>) -> Response<ProxyBody> {
     let transfer_coded = parts.headers.contains_key(header::TRANSFER_ENCODING);
     let switched = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     let protocol = parts.headers.get(header::UPGRADE).cloned();
+    // `Trailer` announces the trailer fields; hyper's server sends only
+    // those it announces (to a client that sent `TE: trailers`).
+    let announced: Vec<HeaderValue> = parts
+        .headers
+        .get_all(header::TRAILER)
+        .iter()
+        .cloned()
+        .collect();
     request::strip_hop_by_hop(&mut parts.headers);
+    if transfer_coded {
+        for value in announced {
+            parts.headers.append(header::TRAILER, value);
+        }
+    }
     if transfer_coded || rules::forbids_content_length(status) {
         parts.headers.remove(header::CONTENT_LENGTH);
     }

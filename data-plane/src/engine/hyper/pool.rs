@@ -271,6 +271,20 @@ impl PooledBody {
     }
 }
 
+impl Drop for PooledBody {
+    /// Dropped before its end (hyper gave up on the client): the request
+    /// was abandoned.
+    fn drop(&mut self) {
+        if self
+            .inner
+            .as_ref()
+            .is_some_and(|inner| !inner.is_end_stream())
+        {
+            self.completion.abandoned();
+        }
+    }
+}
+
 impl Body for PooledBody {
     type Data = Bytes;
     type Error = hyper::Error;

@@ -196,9 +196,14 @@ pub(crate) fn max_forwards<B>(
     if !rules::counts_forwards(req.method().as_str().as_bytes()) {
         return Ok(None);
     }
-    let Some(value) = req.headers().get(header::MAX_FORWARDS) else {
+    let mut values = req.headers().get_all(header::MAX_FORWARDS).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        // One number, one line: `5` and `0` on two lines are not a value.
+        return Err(Refusal::violation(&Violation::MaxForwards));
+    }
     let digits = value.as_bytes().trim_ascii();
     let remaining = std::str::from_utf8(digits)
         .ok()
