@@ -23,8 +23,9 @@
 //! `duration` runs from the request's arrival until then (nginx's
 //! `$request_time`). An answer of the data plane's own has its body's
 //! length. A client that hung up before its answer is logged with status
-//! 499 (nginx's convention). Requests refused before routing (malformed
-//! heads, oversized bodies) are not logged.
+//! 499 (nginx's convention). Requests refused or answered before routing
+//! (malformed heads, oversized bodies, `OPTIONS` at `Max-Forwards: 0`) are
+//! not logged.
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
