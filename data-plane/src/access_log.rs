@@ -210,7 +210,7 @@ fn words(line: &str) -> (&str, &str, &str) {
 }
 
 /// What one access log line says.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Entry<'r> {
     pub at: SystemTime,
     pub client: IpAddr,

@@ -255,18 +255,13 @@ pub(crate) fn record(table: &RouteTable, member: usize, failed: bool, stats: &St
 /// body relayed to its end, or a protocol-switch tunnel closed), or the
 /// attempt failed. Bounded load and the graceful drain read the count
 /// (Envoy's "active requests" of a host, which also end with the stream).
+#[derive(Debug)]
 pub(crate) struct InFlight(Arc<UpstreamStats>);
 
 impl InFlight {
     pub(crate) fn start(u: &Arc<UpstreamStats>) -> InFlight {
         u.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(u.clone())
-    }
-}
-
-impl std::fmt::Debug for InFlight {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("InFlight")
     }
 }
 

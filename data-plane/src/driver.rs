@@ -286,7 +286,7 @@ async fn logged<E: Exchange>(
     let mut unfinished = Unfinished {
         log,
         shared,
-        entry: Some(Entry {
+        entry: Entry {
             at,
             client,
             line: request.line,
@@ -296,11 +296,12 @@ async fn logged<E: Exchange>(
             replica: None,
             attempts: 0,
             key: None,
-        }),
+        },
         started,
+        armed: true,
     };
     let mut outcome = serve(shared, client, request, exchange, Some(&mut trace)).await;
-    unfinished.entry = None;
+    unfinished.armed = false;
     let (status, bytes) = match &outcome {
         Outcome::Forward(answer) => (E::status(answer), None),
         Outcome::Refuse(refusal, _) => (
@@ -314,15 +315,13 @@ async fn logged<E: Exchange>(
         Outcome::Abort(_) => (CLIENT_CLOSED_STATUS, None),
     };
     let entry = Entry {
-        at,
-        client,
-        line: request.line,
         status,
         bytes,
         duration: started.elapsed(),
         replica: trace.replica.as_deref(),
         attempts: trace.attempts,
         key: trace.key,
+        ..unfinished.entry
     };
     match &mut outcome {
         Outcome::Forward(answer) => E::completion(answer).log_when_done(PendingLine::new(
@@ -337,19 +336,21 @@ async fn logged<E: Exchange>(
 }
 
 /// The access log line of a request whose future may be dropped before the
-/// driver finishes it; written (499) on drop unless `entry` was taken.
+/// driver finishes it: `entry` (status 499) is written on drop while
+/// `armed`.
 struct Unfinished<'a, 'r> {
     log: &'a AccessLog,
     shared: &'a Shared,
-    entry: Option<Entry<'r>>,
+    entry: Entry<'r>,
     started: Instant,
+    armed: bool,
 }
 
 impl Drop for Unfinished<'_, '_> {
     fn drop(&mut self) {
-        if let Some(mut entry) = self.entry.take() {
-            entry.duration = self.started.elapsed();
-            self.log.record(&self.shared.stats, &entry);
+        if self.armed {
+            self.entry.duration = self.started.elapsed();
+            self.log.record(&self.shared.stats, &self.entry);
         }
     }
 }

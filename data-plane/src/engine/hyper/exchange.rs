@@ -38,16 +38,6 @@ pub(crate) async fn handle(
     if let Err(refusal) = request::check(&req, &shared.limits) {
         return refused(&refusal);
     }
-    // A declared length over the limit: 413 from the head, before hyper
-    // would send `100 Continue` for it (RFC 9110 §10.1.1).
-    if req
-        .headers()
-        .get_all(header::CONTENT_LENGTH)
-        .iter()
-        .any(|v| rules::length_over(v.as_bytes(), shared.limits.max_body_bytes))
-    {
-        return refused(&Refusal::body_too_large(shared.limits.max_body_bytes));
-    }
     // RFC 9110 §7.6.2: at 0 the data plane is the final recipient.
     match request::max_forwards(&mut req) {
         Ok(None) => {}

@@ -69,6 +69,16 @@ pub(crate) fn check<B>(req: &Request<B>, limits: &Limits) -> Result<(), Refusal>
         host.finish(req.version() == Version::HTTP_11)
             .map_err(|v| Refusal::violation(&v))?;
     }
+    // A declared length over the limit: 413 from the head, before hyper
+    // would send `100 Continue` for it (RFC 9110 §10.1.1).
+    if req
+        .headers()
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .any(|v| rules::length_over(v.as_bytes(), limits.max_body_bytes))
+    {
+        return Err(Refusal::body_too_large(limits.max_body_bytes));
+    }
     Ok(())
 }
 
